@@ -1,0 +1,99 @@
+"""Training / evaluation images bundled with scikit-image (no network), and a patch sampler."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["load_skimage", "PatchSampler", "HELD_OUT_ALWAYS", "load_camera"]
+
+#: Never used for training, whatever the recipe says.
+HELD_OUT_ALWAYS = ("camera",)
+
+
+def _raw(name: str) -> np.ndarray:
+    import skimage.data as skd
+
+    if name in ("motorcycle_left", "motorcycle_right"):
+        left, right, _ = skd.stereo_motorcycle()
+        return left if name == "motorcycle_left" else right
+    fn = getattr(skd, name, None)
+    if fn is None:
+        raise ValueError(f"data: unknown skimage.data image {name!r}; list names from skimage.data")
+    return fn()
+
+
+def load_skimage(name: str, channels: int) -> torch.Tensor:
+    """Return a ``[C, H, W]`` float32 tensor in [0, 1] (gray via ``rgb2gray`` for colour images)."""
+    from skimage.color import gray2rgb, rgb2gray, rgba2rgb
+    from skimage.util import img_as_float
+
+    im = _raw(name)
+    im = img_as_float(im)
+    if im.ndim == 3 and im.shape[-1] == 4:
+        im = rgba2rgb(im)
+    if channels == 1:
+        if im.ndim == 3:
+            im = rgb2gray(im)
+        t = torch.from_numpy(np.ascontiguousarray(im, dtype=np.float32))[None]
+    elif channels == 3:
+        if im.ndim == 2:
+            im = gray2rgb(im)
+        t = torch.from_numpy(np.ascontiguousarray(im, dtype=np.float32)).permute(2, 0, 1).contiguous()
+    else:
+        raise ValueError(f"data.channels: must be 1 or 3, got {channels}")
+    return t.clamp_(0.0, 1.0)
+
+
+def load_camera(channels: int = 1) -> torch.Tensor:
+    """Held-out cameraman ``[1, C, H, W]``: ``data/cameraman.png`` if present, else ``skimage.data.camera()``."""
+    from pathlib import Path
+
+    p = Path(__file__).resolve().parents[1] / "data" / "cameraman.png"
+    if p.exists():
+        from skimage.io import imread
+        from skimage.util import img_as_float
+
+        im = img_as_float(imread(p))
+        if im.ndim == 3:
+            from skimage.color import rgb2gray
+
+            im = rgb2gray(im[..., :3])
+        t = torch.from_numpy(np.ascontiguousarray(im, dtype=np.float32))[None]
+        if channels == 3:
+            t = t.expand(3, -1, -1).contiguous()
+        return t[None]
+    return load_skimage("camera", channels)[None]
+
+
+class PatchSampler:
+    """Random ``patch x patch`` crops with the 8 dihedral augmentations (flips / rot90).
+
+    Images are drawn with probability proportional to sqrt(area) so large images count more
+    but do not dominate. All randomness comes from the given ``torch.Generator``.
+    """
+
+    def __init__(self, images: list[torch.Tensor], patch: int):
+        small = [i for i, im in enumerate(images) if min(im.shape[-2:]) < patch]
+        if small:
+            raise ValueError(f"data.patch: {patch} is larger than image(s) {small}; use a smaller patch")
+        self.images = images
+        self.patch = int(patch)
+        w = torch.tensor([float(im.shape[-2] * im.shape[-1]) ** 0.5 for im in images], dtype=torch.float64)
+        self.probs = w / w.sum()
+
+    def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        idx = torch.multinomial(self.probs, batch, replacement=True, generator=generator)
+        out = []
+        p = self.patch
+        for i in idx.tolist():
+            im = self.images[i]
+            h, w = im.shape[-2:]
+            r = int(torch.randint(0, h - p + 1, (1,), generator=generator))
+            c = int(torch.randint(0, w - p + 1, (1,), generator=generator))
+            crop = im[:, r : r + p, c : c + p]
+            k = int(torch.randint(0, 8, (1,), generator=generator))
+            if k >= 4:
+                crop = crop.flip(-1)
+            crop = torch.rot90(crop, k % 4, dims=(-2, -1))
+            out.append(crop)
+        return torch.stack(out).contiguous()

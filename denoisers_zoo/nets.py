@@ -1,0 +1,247 @@
+"""Trained-network denoisers: architectures and the common ``D(x, sigma)`` wrapper.
+
+Two architectures, both built from an ``arch`` dict (stored in the recipe and in the manifest):
+
+* ``{"type": "drunet", "channels": C, "nc": [16, 32, 64, 128], "nb": 2}`` — deepinv's DRUNet
+  (noise-conditional U-Net). DRUNet's convention: the noise level map is an extra input channel
+  filled with sigma on the [0, 1] scale (``deepinv/models/drunet.py``: ``torch.cat((x, noise_level_map), 1)``);
+  the network predicts the clean image directly. We build the noise map ourselves (in x's dtype)
+  and call ``forward_unet`` on an input reflect-padded to a multiple of 8.
+* ``{"type": "lipdncnn", "channels": 1, "features": 32, "depth": 10, "sn_size": 32}`` — a DnCNN-style
+  residual network ``D(x) = x - R(x)`` with **no BatchNorm**, ReLU activations, and every convolution
+  divided by its operator norm (power iteration on the circular convolution operator, not on the
+  reshaped weight matrix as ``torch.nn.utils.spectral_norm`` does). Hence ``Lip(R) = Lip(I - D) <= 1``
+  by construction, up to the power-iteration accuracy (measured values are in the manifest).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from denoisers_zoo.base import Denoiser, as_sigma_tensor
+
+__all__ = ["NetDenoiser", "build_net", "DRUNetNet", "LipDnCNN", "ConvSpectralNorm", "check_input", "check_sigma"]
+
+
+def check_input(x: torch.Tensor, channels: int | None, name: str) -> None:
+    """One-line ValueError for non-4D input or wrong channel count."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name}: x must be a [B, C, H, W] tensor, got {shape}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{name}: expects {channels} channel(s) but x has {x.shape[1]}; "
+            f"use a {'grayscale' if channels == 1 else 'colour'} image or a zoo model with {x.shape[1]} channel(s)"
+        )
+
+
+def check_sigma(s: torch.Tensor, sigma_range: tuple[float, float], name: str) -> None:
+    lo, hi = sigma_range
+    tol = 1e-6 * max(hi, 1e-12)
+    if torch.any(s < lo - tol) or torch.any(s > hi + tol):
+        raise ValueError(
+            f"{name}: sigma in [{float(s.min()):.5g}, {float(s.max()):.5g}] is outside sigma_range "
+            f"[{lo:.5g}, {hi:.5g}] (= [{lo * 255:.3g}, {hi * 255:.3g}]/255); pass sigma on the [0,1] scale within it"
+        )
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x, h, w
+    mode = "reflect" if (ph < h and pw < w) else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode), h, w
+
+
+class DRUNetNet(nn.Module):
+    """deepinv DRUNet with the noise map built in x's dtype; ``forward(x, s)`` with s a [B] tensor."""
+
+    multiple = 8
+
+    def __init__(self, channels: int, nc=(16, 32, 64, 128), nb: int = 2):
+        super().__init__()
+        from deepinv.models import DRUNet
+
+        self.drunet = DRUNet(in_channels=channels, out_channels=channels, nc=tuple(nc), nb=int(nb), pretrained=None)
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        noise_map = s.to(x.dtype).view(b, 1, 1, 1).expand(b, 1, h, w)
+        return self.drunet.forward_unet(torch.cat((x, noise_map), 1))
+
+
+class ConvSpectralNorm(nn.Module):
+    """Parametrization ``W -> W / max(1, ||conv_W||)`` with ``||conv_W||`` the operator norm of the
+    (circular, ``size x size``) convolution, estimated by persistent power iteration (one step per
+    training forward; frozen in eval mode)."""
+
+    def __init__(self, weight: torch.Tensor, size: int = 32, n_power: int = 1, always_normalize: bool = False):
+        super().__init__()
+        cin = weight.shape[1]
+        u = torch.randn(1, cin, size, size)
+        self.register_buffer("u", u / u.norm())
+        self.n_power = int(n_power)
+        self.always_normalize = bool(always_normalize)
+
+    @staticmethod
+    def _conv(u, w):
+        p = w.shape[-1] // 2
+        return F.conv2d(F.pad(u, (p, p, p, p), mode="circular"), w)
+
+    @staticmethod
+    def _conv_t(v, w):
+        p = w.shape[-1] // 2
+        return F.conv2d(F.pad(v, (p, p, p, p), mode="circular"), w.transpose(0, 1).flip(2, 3))
+
+    def power_iterate(self, w: torch.Tensor, n: int) -> None:
+        with torch.no_grad():
+            u = self.u.to(w.dtype)
+            for _ in range(n):
+                u = self._conv_t(self._conv(u, w), w)
+                u = u / (u.norm() + 1e-30)
+            self.u.copy_(u)
+
+    def operator_norm(self, w: torch.Tensor) -> torch.Tensor:
+        return self._conv(self.u.to(w.dtype), w).norm()
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if self.training and self.n_power > 0:
+            self.power_iterate(w, self.n_power)
+        sigma = self.operator_norm(w)
+        if self.always_normalize:
+            return w / sigma
+        return w / torch.clamp(sigma, min=1.0)
+
+
+class MaxMin(nn.Module):
+    """GroupSort-2 activation: channel pairs -> (max, min). 1-Lipschitz and gradient-norm preserving
+    (Anil et al. 2019), unlike ReLU which halves the signal energy at every layer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=1)
+        return torch.cat((torch.maximum(a, b), torch.minimum(a, b)), dim=1)
+
+
+class LipDnCNN(nn.Module):
+    """Residual ``R`` of a DnCNN without BatchNorm; all convs 1-Lipschitz -> ``Lip(R) <= 1``.
+    ``forward(x, s)`` returns the denoised image ``x - R(x)`` (sigma is not an input: fixed-sigma model)."""
+
+    multiple = 1
+
+    def __init__(self, channels: int = 1, features: int = 32, depth: int = 10, sn_size: int = 32, bias: bool = True,
+                 activation: str = "relu", normalize: str = "clamp", init_gain: float = 1.0 / 3.0):
+        super().__init__()
+        if activation not in ("relu", "maxmin"):
+            raise ValueError(f"arch.activation: unknown {activation!r}; use 'relu' or 'maxmin'")
+        if normalize not in ("clamp", "always"):
+            raise ValueError(f"arch.normalize: unknown {normalize!r}; use 'clamp' (W/max(1,||W||)) or 'always' (W/||W||)")
+        layers: list[nn.Module] = []
+        cin = channels
+        for i in range(depth):
+            cout = channels if i == depth - 1 else features
+            conv = nn.Conv2d(cin, cout, 3, padding=1, bias=bias and i < depth - 1)
+            nn.init.orthogonal_(conv.weight)
+            with torch.no_grad():
+                conv.weight.mul_(float(init_gain))
+            parametrize.register_parametrization(
+                conv, "weight", ConvSpectralNorm(conv.weight, size=sn_size, always_normalize=normalize == "always"))
+            layers.append(conv)
+            if i < depth - 1:
+                layers.append(nn.ReLU() if activation == "relu" else MaxMin())
+            cin = cout
+        self.body = nn.Sequential(*layers)
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return x - self.body(x)
+
+    def refine_norms(self, n_iter: int = 200) -> list[float]:
+        """Run extra power iterations on every conv (call before export); returns the norms."""
+        norms = []
+        with torch.no_grad():
+            return self._refine(n_iter, norms)
+
+    def _refine(self, n_iter: int, norms: list) -> list[float]:
+        for m in self.body:
+            if isinstance(m, nn.Conv2d):
+                p = m.parametrizations.weight
+                w = p.original
+                p[0].power_iterate(w, n_iter)
+                norms.append(float(p[0].operator_norm(w)))
+        return norms
+
+
+def build_net(arch: dict) -> nn.Module:
+    """Build the bare network from an ``arch`` dict (recipe ``arch`` section)."""
+    arch = dict(arch)
+    kind = arch.pop("type", None)
+    if kind == "drunet":
+        return DRUNetNet(int(arch["channels"]), nc=arch.get("nc", (16, 32, 64, 128)), nb=int(arch.get("nb", 2)))
+    if kind == "lipdncnn":
+        return LipDnCNN(
+            int(arch.get("channels", 1)),
+            features=int(arch.get("features", 32)),
+            depth=int(arch.get("depth", 10)),
+            sn_size=int(arch.get("sn_size", 32)),
+            activation=str(arch.get("activation", "relu")),
+            normalize=str(arch.get("normalize", "clamp")),
+            init_gain=float(arch.get("init_gain", 1.0 / 3.0)),
+        )
+    raise ValueError(f"arch.type: unknown architecture {kind!r}; use one of 'drunet', 'lipdncnn'")
+
+
+class NetDenoiser(Denoiser):
+    """Wrap a network ``net(x, s)`` into the zoo interface ``D(x, sigma)``.
+
+    Checks channels and ``sigma_range``, computes in the network's dtype (float64 input works and
+    is returned as float64), reflect-pads H, W to the network's multiple and crops back.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        name: str,
+        channels: int,
+        sigma_range: tuple[float, float],
+        blind: bool = False,
+        lipschitz: float | None = None,
+        arch: dict | None = None,
+    ):
+        super().__init__()
+        self.net = net
+        self.name = name
+        self.channels = int(channels)
+        self.sigma_range = (float(sigma_range[0]), float(sigma_range[1]))
+        self.blind = bool(blind)
+        self.lipschitz = None if lipschitz is None else float(lipschitz)
+        self.arch = dict(arch or {})
+
+    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        check_input(x, self.channels, self.name)
+        s = as_sigma_tensor(sigma, x)
+        check_sigma(s, self.sigma_range, self.name)
+        p = next(self.net.parameters())
+        xin = x.to(dtype=p.dtype, device=p.device)
+        xp, h, w = _pad_to_multiple(xin, getattr(self.net, "multiple", 1))
+        out = self.net(xp, s.to(dtype=p.dtype, device=p.device))[..., :h, :w]
+        return out.to(dtype=x.dtype, device=x.device)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, channels={self.channels}, sigma_range={self.sigma_range}, lipschitz={self.lipschitz}"
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
+    mse = float(torch.mean((x.double() - ref.double()) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)

@@ -1,0 +1,298 @@
+"""Train a zoo denoiser from a YAML recipe (reproducible, checkpointed, resumable).
+
+Usage::
+
+    python -m denoisers_zoo.train denoisers_zoo/recipes/drunet_gray.yaml [--out DIR] [--resume] [--install]
+
+The recipe describes the whole run: ``name``, ``arch``, ``data`` (skimage.data images listed
+explicitly, ``held_out``, ``channels``, ``patch``), ``sigma`` (distribution on the [0,1] scale),
+``loss``, ``optim`` (Adam, cosine lr schedule), ``steps``, ``batch``, ``seed``, ``threads``,
+``max_wall_minutes``, ``checkpoint_every``, ``sigma_range``.
+
+Budget: training stops after ``steps`` steps or ``max_wall_minutes`` of training wall time
+(accumulated over resumes), whichever comes first. The cosine learning-rate schedule follows
+``progress = max(step / steps, wall / max_wall)`` so the rate is annealed in both cases; the
+number of steps actually done is recorded in ``train_info.json`` and in the model card.
+
+Outputs in ``--out`` (default ``training_scratch/<name>``): ``ckpt.pt`` (atomic, periodic),
+``log.jsonl``, and at the end ``<name>.pt`` (float32 state_dict) + ``train_info.json``.
+``--install`` copies the weights into ``denoisers_zoo/weights/`` and updates ``manifest.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+__all__ = ["main", "train", "load_recipe", "sha256_file", "install"]
+
+ROOT = Path(__file__).resolve().parent
+WEIGHTS_DIR = ROOT / "weights"
+REQUIRED = ("name", "arch", "data", "sigma", "optim", "steps", "batch", "seed")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_recipe(path: str | os.PathLike) -> dict:
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"recipe: {p} not found; pass a file from denoisers_zoo/recipes/")
+    with open(p) as f:
+        r = yaml.safe_load(f)
+    missing = [k for k in REQUIRED if k not in r]
+    if missing:
+        raise ValueError(f"recipe {p.name}: missing key(s) {missing}; see denoisers_zoo/recipes/drunet_gray.yaml")
+    train_names = list(r["data"]["train"])
+    held = set(r["data"].get("held_out", [])) | {"camera"}
+    leak = sorted(held & set(train_names))
+    if leak:
+        raise ValueError(f"recipe {p.name}: data.train contains held-out image(s) {leak}; remove them")
+    r.setdefault("threads", 1)
+    r.setdefault("max_wall_minutes", None)
+    r.setdefault("checkpoint_every", 200)
+    r.setdefault("log_every", 50)
+    r.setdefault("loss", "mse")
+    r["_recipe_path"] = str(p)
+    return r
+
+
+def _sample_sigma(cfg: dict, batch: int, generator: torch.Generator) -> torch.Tensor:
+    dist = cfg.get("dist", "uniform")
+    if dist == "uniform":
+        lo, hi = float(cfg["low"]), float(cfg["high"])
+        return lo + (hi - lo) * torch.rand(batch, generator=generator)
+    if dist == "fixed":
+        return torch.full((batch,), float(cfg["value"]))
+    raise ValueError(f"sigma.dist: unknown {dist!r}; use 'uniform' (low, high) or 'fixed' (value)")
+
+
+def _lr(optim: dict, progress: float) -> float:
+    lr0 = float(optim.get("lr", 1e-3))
+    lr_min = float(optim.get("lr_min", lr0 * 0.01))
+    warm = float(optim.get("warmup", 0.0))
+    if progress < warm:
+        return lr0 * (0.1 + 0.9 * progress / warm)
+    if optim.get("schedule", "cosine") == "constant":
+        return lr0
+    t = min(1.0, (progress - warm) / max(1e-12, 1 - warm))
+    return lr_min + 0.5 * (lr0 - lr_min) * (1 + math.cos(math.pi * t))
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}; {os.cpu_count()} logical CPU(s); torch {torch.__version__}"
+
+
+def _export_state(net) -> dict:
+    from denoisers_zoo.nets import LipDnCNN
+
+    if isinstance(net, LipDnCNN):
+        net.refine_norms(200)
+    return {k: v.detach().to(torch.float32).clone().contiguous() for k, v in net.state_dict().items()}
+
+
+def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = False, progress_bar: bool = True) -> dict:
+    """Run (or resume) the training described by ``recipe``; returns the train_info dict."""
+    from tqdm import tqdm
+
+    from denoisers_zoo.data import PatchSampler, load_skimage
+    from denoisers_zoo.nets import build_net, count_parameters
+
+    torch.set_num_threads(int(recipe["threads"]))
+    name = recipe["name"]
+    out = Path(out) if out is not None else Path.cwd() / "training_scratch" / name
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "ckpt.pt"
+    channels = int(recipe["arch"]["channels"])
+    steps = int(recipe["steps"])
+    batch = int(recipe["batch"])
+    max_wall = recipe.get("max_wall_minutes")
+    max_wall_s = None if max_wall is None else float(max_wall) * 60.0
+
+    images = [load_skimage(n, channels) for n in recipe["data"]["train"]]
+    sampler = PatchSampler(images, int(recipe["data"]["patch"]))
+
+    torch.manual_seed(int(recipe["seed"]))  # only for parameter init (script, not library code)
+    net = build_net(recipe["arch"])
+    net.train()
+    opt = torch.optim.Adam(
+        net.parameters(),
+        lr=float(recipe["optim"].get("lr", 1e-3)),
+        betas=tuple(recipe["optim"].get("betas", (0.9, 0.999))),
+        weight_decay=float(recipe["optim"].get("weight_decay", 0.0)),
+    )
+    gen = torch.Generator().manual_seed(int(recipe["seed"]))
+    step, wall, ema = 0, 0.0, None
+    if resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+        gen.set_state(ck["generator"])
+        step, wall, ema = int(ck["step"]), float(ck["wall"]), ck.get("ema")
+        print(f"[train] resumed {name} at step {step} (wall {wall / 60:.1f} min)", flush=True)
+    elif ckpt_path.exists() and not resume:
+        print(f"[train] {ckpt_path} exists; starting from scratch (pass --resume to continue)", flush=True)
+
+    loss_kind = recipe.get("loss", "mse")
+    log_f = open(out / "log.jsonl", "a")
+
+    def progress() -> float:
+        p = step / steps
+        if max_wall_s:
+            p = max(p, wall / max_wall_s)
+        return p
+
+    def save_ckpt():
+        _atomic_save(
+            {"model": net.state_dict(), "optim": opt.state_dict(), "generator": gen.get_state(),
+             "step": step, "wall": wall, "ema": ema},
+            ckpt_path,
+        )
+
+    bar = tqdm(total=steps, initial=step, disable=not progress_bar, mininterval=20, dynamic_ncols=False, ncols=100, file=sys.stdout)
+    last_ck = step
+    while progress() < 1.0:
+        t0 = time.perf_counter()
+        lr = _lr(recipe["optim"], progress())
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = sampler.sample(batch, gen)
+        s = _sample_sigma(recipe["sigma"], batch, gen)
+        y = x + s.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=gen)
+        d = net(y, s)
+        err = d - x
+        mse = err.pow(2).mean()
+        loss = mse if loss_kind == "mse" else err.abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        wall += time.perf_counter() - t0
+        mse_v = float(mse.detach())
+        ema = mse_v if ema is None else 0.98 * ema + 0.02 * mse_v
+        bar.update(1)
+        if step % int(recipe["log_every"]) == 0:
+            psnr = 10 * math.log10(1.0 / max(ema, 1e-12))
+            bar.set_postfix(loss=f"{ema:.2e}", psnr=f"{psnr:.2f}", lr=f"{lr:.1e}")
+            log_f.write(json.dumps({"step": step, "wall_s": round(wall, 1), "mse_ema": ema, "psnr_ema": psnr, "lr": lr}) + "\n")
+            log_f.flush()
+        if step - last_ck >= int(recipe["checkpoint_every"]):
+            save_ckpt()
+            last_ck = step
+    bar.close()
+    save_ckpt()
+    log_f.close()
+
+    net.eval()
+    state = _export_state(net)
+    weights = out / f"{name}.pt"
+    _atomic_save(state, weights)
+    digest = sha256_file(weights)
+    info = {
+        "name": name,
+        "recipe": recipe["_recipe_path"],
+        "steps_done": step,
+        "steps_planned": steps,
+        "stopped_by": "steps" if step >= steps else "max_wall_minutes",
+        "train_wall_minutes": round(wall / 60.0, 2),
+        "final_mse_ema": ema,
+        "final_train_psnr_ema": 10 * math.log10(1.0 / max(ema, 1e-12)),
+        "threads": int(recipe["threads"]),
+        "hardware": _hardware(),
+        "parameters": count_parameters(net),
+        "sha256": digest,
+        "file": weights.name,
+        "size_bytes": weights.stat().st_size,
+    }
+    with open(out / "train_info.json", "w") as f:
+        json.dump(info, f, indent=2)
+    print(f"[train] wrote {weights} ({info['size_bytes'] / 1e6:.2f} MB) after {step} steps, "
+          f"{info['train_wall_minutes']:.1f} min; sha256 {digest}", flush=True)
+    return info
+
+
+def install(recipe: dict, out: str | os.PathLike, *, weights_dir: Path = WEIGHTS_DIR) -> Path:
+    """Copy ``out/<name>.pt`` into ``weights_dir`` and record it in ``manifest.json``."""
+    out = Path(out)
+    info = json.loads((out / "train_info.json").read_text())
+    name = recipe["name"]
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    dst = weights_dir / f"{name}.pt"
+    shutil.copyfile(out / f"{name}.pt", dst)
+    manifest_path = weights_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
+    old = manifest["models"].get(name, {})
+    try:
+        recipe_rel = str(Path(recipe["_recipe_path"]).resolve().relative_to(ROOT.parent))
+    except ValueError:
+        recipe_rel = recipe["_recipe_path"]
+    manifest["models"][name] = {
+        "file": dst.name,
+        "sha256": sha256_file(dst),
+        "arch": recipe["arch"],
+        "channels": int(recipe["arch"]["channels"]),
+        "sigma_range": [float(v) for v in recipe["sigma_range"]],
+        "blind": bool(recipe.get("blind", False)),
+        "lipschitz": old.get("lipschitz") if old.get("sha256") == info["sha256"] else None,
+        "recipe": recipe_rel,
+        "train": {k: info[k] for k in ("steps_done", "steps_planned", "stopped_by", "train_wall_minutes",
+                                         "final_train_psnr_ema", "threads", "hardware", "parameters")},
+    }
+    tmp = manifest_path.with_name("manifest.json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, manifest_path)
+    print(f"[train] installed {dst} in {manifest_path}", flush=True)
+    return dst
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m denoisers_zoo.train", description="Train a zoo denoiser from a YAML recipe.")
+    ap.add_argument("recipe", help="path to a recipe YAML (denoisers_zoo/recipes/*.yaml)")
+    ap.add_argument("--out", default=None, help="output folder (default training_scratch/<name>)")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt if present")
+    ap.add_argument("--install", action="store_true", help="copy weights into denoisers_zoo/weights and update manifest.json")
+    ap.add_argument("--install-only", action="store_true", help="skip training; install an existing OUT/<name>.pt")
+    ap.add_argument("--no-progress", action="store_true", help="disable the tqdm progress bar")
+    a = ap.parse_args(argv)
+    recipe = load_recipe(a.recipe)
+    out = a.out or str(ROOT.parent / "training_scratch" / recipe["name"])
+    if not a.install_only:
+        train(recipe, out, resume=a.resume, progress_bar=not a.no_progress)
+    if a.install or a.install_only:
+        install(recipe, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

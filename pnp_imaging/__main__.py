@@ -1,0 +1,3 @@
+from pnp_imaging.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""``Problem``: a forward operator, a noise model and an observation ``y``.
+
+The data term is ``f_y(x) = -log p(y | x) = noise.nll(y, A x)`` (z-independent constants
+dropped); ``data_grad`` is ``∇_x f_y`` and ``data_lipschitz`` its Lipschitz constant
+``L_y = ||A||^2 · L_z`` (``= ||A||^2/σ^2`` for Gaussian noise). No sampling, MAP or plotting
+lives here.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import torch
+
+from operators.base import LinearOperator
+from operators.noise import NoiseModel
+
+__all__ = ["Problem", "check_image_range"]
+
+# seed of the power iteration behind ``data_lipschitz`` (deterministic, documented)
+_LIPSCHITZ_SEED = 0
+
+
+def _check_finite(t: torch.Tensor, name: str) -> None:
+    bad = int((~torch.isfinite(t)).sum())
+    if bad:
+        raise ValueError(f"{name}: has {bad} NaN/Inf entries; pass a finite tensor")
+
+
+def check_image_range(x: torch.Tensor, name: str = "x_true") -> None:
+    """Warn (``UserWarning``) if ``x`` is outside ``[0, 1]``; say how to rescale."""
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        warnings.warn(
+            f"{name}: values in [{lo:.4g}, {hi:.4g}] are outside [0, 1]; rescale, e.g. "
+            "x = (x - x.min()) / (x.max() - x.min()), or x / 255 for 8-bit data",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """An imaging inverse problem ``y ~ p(y | A x)``.
+
+    Attributes:
+        operator: the linear forward model ``A``.
+        noise: the noise model ``p(y | z)``.
+        y: observation ``[1, C, H, W]`` (finite).
+        x_true: ground truth ``[1, C, H, W]`` in [0, 1] if known (for evaluation only).
+        x_shape: shape of one image ``x`` (batch 1); defaults to ``x_true.shape`` or
+            ``y.shape`` (all shipped operators preserve the shape).
+
+    ``data_nll(x)`` / ``data_grad(x)`` accept a batch of chains ``x`` of shape ``[B, C, H, W]``
+    against ``y`` of batch 1.
+    """
+
+    operator: LinearOperator
+    noise: NoiseModel
+    y: torch.Tensor
+    x_true: torch.Tensor | None = None
+    x_shape: tuple[int, ...] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.operator, LinearOperator):
+            raise ValueError(
+                f"operator: expected an operators.LinearOperator, got {type(self.operator).__name__}"
+            )
+        if not isinstance(self.noise, NoiseModel):
+            raise ValueError(
+                f"noise: expected an operators.noise.NoiseModel, got {type(self.noise).__name__}"
+            )
+        if not isinstance(self.y, torch.Tensor) or self.y.ndim != 4:
+            raise ValueError("y: expected a [1, C, H, W] torch.Tensor; use read_image or unsqueeze")
+        _check_finite(self.y, "y")
+        if self.x_true is not None:
+            if not isinstance(self.x_true, torch.Tensor) or self.x_true.ndim != 4:
+                raise ValueError("x_true: expected a [1, C, H, W] torch.Tensor")
+            _check_finite(self.x_true, "x_true")
+            check_image_range(self.x_true, "x_true")
+        if self.x_shape is None:
+            ref = self.x_true if self.x_true is not None else self.y
+            object.__setattr__(self, "x_shape", (1,) + tuple(ref.shape[1:]))
+        else:
+            object.__setattr__(self, "x_shape", tuple(int(s) for s in self.x_shape))
+        ch = getattr(self.operator, "channels", None)
+        if ch is not None and self.x_shape[1] != ch:
+            raise ValueError(
+                f"operator: expects {ch} channels but the image has {self.x_shape[1]}; "
+                "build the kernel/mask with matching channels (or read the image with channels=...)"
+            )
+
+    # ------------------------------------------------------------------ data term
+    def data_nll(self, x: torch.Tensor) -> torch.Tensor:
+        """``-log p(y | x)`` up to a constant, one value per chain: ``[B]``."""
+        return self.noise.nll(self.y, self.operator.A(x))
+
+    def data_grad(self, x: torch.Tensor) -> torch.Tensor:
+        """``∇_x -log p(y | x) = A^T ∇_z nll(y, A x)``; shape of ``x`` (``[B, C, H, W]``)."""
+        return self.noise.grad(x, self.y, self.operator)
+
+    @cached_property
+    def data_lipschitz(self) -> float:
+        """``L_y = ||A||^2 · L_z(y)`` (cached). ``||A||^2`` by power iteration on ``A^T A``
+        (float64, start seeded with 0, up to 500 iterations, relative tol 1e-6); power
+        iteration approaches ``||A||^2`` from below."""
+        gen = torch.Generator().manual_seed(_LIPSCHITZ_SEED)
+        lip = self.noise.lipschitz(self.operator, self.x_shape, y=self.y, generator=gen, n_iter=500)
+        if not math.isfinite(lip):
+            raise ValueError(f"noise: Lipschitz constant is {lip}; check sigma/gain/threshold")
+        return float(lip)
+
+    def back_projection(self) -> torch.Tensor:
+        """``A^T y`` clipped to ``[0, 1]`` (a cheap initial point), shape ``x_shape``."""
+        return torch.clamp(self.operator.A_adjoint(self.y), 0.0, 1.0)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def simulate(
+        cls,
+        x_true: torch.Tensor,
+        operator: LinearOperator,
+        noise: NoiseModel,
+        *,
+        generator: torch.Generator,
+    ) -> "Problem":
+        """Simulate ``y = noise.sample(A x_true)`` and return the problem (with ``x_true``)."""
+        if not isinstance(x_true, torch.Tensor) or x_true.ndim != 4 or x_true.shape[0] != 1:
+            raise ValueError("x_true: expected a [1, C, H, W] torch.Tensor in [0, 1]")
+        _check_finite(x_true, "x_true")
+        check_image_range(x_true, "x_true")
+        y = noise.sample(operator.A(x_true), generator=generator)
+        return cls(operator=operator, noise=noise, y=y, x_true=x_true)
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any], *, generator: torch.Generator) -> "Problem":
+        """Build a problem from a dict.
+
+        Keys:
+            ``image``: path of the ground truth (optional if ``observation`` is given);
+            ``channels``: 1 or 3 to convert the image on reading (optional);
+            ``operator``: dict for :func:`operators.build_operator` (``type``: ``blur``,
+            ``inpainting``, ``identity``, ``blur_inpainting``, or a list of dicts applied in
+            order);
+            ``noise``: dict for :func:`operators.build_noise` (``type``: ``gaussian``,
+            ``poisson``, ``poisson_gaussian``);
+            ``observation``: path of a measured ``y`` (.npy or image) instead of a simulated one.
+
+        ``generator`` draws the noise (and random masks/kernels without their own ``seed``).
+
+        >>> cfg = {"image": "data/cameraman.png",
+        ...        "operator": {"type": "blur", "kernel": "uniform", "size": 9},
+        ...        "noise": {"type": "gaussian", "sigma": 0.0039}}
+        >>> Problem.from_config(cfg, generator=torch.Generator().manual_seed(0)).y.shape
+        torch.Size([1, 1, 256, 256])
+        """
+        from operators.registry import build_noise, build_operator
+        from pnp_imaging.imageio import read_image, read_observation
+
+        if not isinstance(cfg, dict):
+            raise ValueError(f"cfg: expected a dict, got {type(cfg).__name__}")
+        known = {"image", "channels", "operator", "noise", "observation"}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ValueError(f"cfg: unknown keys {unknown}; valid keys are {sorted(known)}")
+        for key in ("operator", "noise"):
+            if key not in cfg:
+                raise ValueError(f"cfg.{key}: missing; add e.g. {{'{key}': {{'type': ...}}}}")
+        channels = cfg.get("channels")
+        x_true = read_image(cfg["image"], channels=channels) if cfg.get("image") else None
+        obs = cfg.get("observation")
+        if obs is None and x_true is None:
+            raise ValueError("cfg.image: missing; give an image to simulate from or an 'observation'")
+        y = read_observation(obs, channels=channels) if obs is not None else None
+        shape = tuple((x_true if x_true is not None else y).shape)
+        operator = build_operator(cfg["operator"], shape, generator=generator)
+        noise = build_noise(cfg["noise"])
+        if y is None:
+            return cls.simulate(x_true, operator, noise, generator=generator)
+        if x_true is not None and tuple(x_true.shape) != tuple(y.shape):
+            raise ValueError(
+                f"cfg.observation: shape {tuple(y.shape)} differs from image shape "
+                f"{tuple(x_true.shape)}; use matching files"
+            )
+        return cls(operator=operator, noise=noise, y=y, x_true=x_true)

@@ -1,0 +1,282 @@
+"""Self-contained HTML uncertainty report, rendered from a results folder alone.
+
+``write_figures(run_dir)`` writes the PNG figures; ``render_report(run_dir)`` writes
+``report.html`` with every figure embedded (base64), so the file can be mailed on its own.
+Both read only what :func:`pnp_imaging.api.run` saved (``summary.json``, ``estimates.npz``,
+``traces.npz``, ``config.resolved.yaml``), which is what makes ``pnp-imaging report DIR``
+possible after the fact.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+__all__ = ["write_figures", "render_report", "FIGURES"]
+
+#: figure file name -> caption, in report order.
+FIGURES = {
+    "images.png": "Observation, MAP, MMSE and ground truth (when known).",
+    "uncertainty.png": "Per-pixel posterior standard deviation and credible-interval width.",
+    "multiscale_std.png": "Multi-scale uncertainty: std of the posterior mean over k×k blocks.",
+    "error_vs_std.png": "Absolute error of the MMSE against posterior std (when truth is known).",
+    "map_minus_mmse.png": "MAP − MMSE difference map.",
+    "traces.png": "Scalar traces (every iteration, all chains) and their autocorrelation.",
+}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _show(img: np.ndarray) -> np.ndarray:
+    """[C,H,W] -> [H,W] or [H,W,3] clipped to [0,1] for imshow."""
+    img = np.asarray(img)
+    if img.ndim == 4:
+        img = img[0]
+    if img.shape[0] == 1:
+        return np.clip(img[0], 0, 1)
+    return np.clip(np.moveaxis(img, 0, -1), 0, 1)
+
+
+def _gray(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img)
+    if img.ndim == 4:
+        img = img[0]
+    return img.mean(axis=0)
+
+
+def load_results(run_dir: str | Path) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    missing = [n for n in ("summary.json", "estimates.npz") if not (run_dir / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir}: missing {', '.join(missing)}; is this a `pnp-imaging run` output folder?")
+    out: dict[str, Any] = {"dir": run_dir}
+    out["summary"] = json.loads((run_dir / "summary.json").read_text())
+    with np.load(run_dir / "estimates.npz") as data:
+        out["estimates"] = {k: data[k] for k in data.files}
+    traces = run_dir / "traces.npz"
+    if traces.is_file():
+        with np.load(traces, allow_pickle=False) as data:
+            out["traces"] = {k: data[k] for k in data.files}
+    cfg = run_dir / "config.resolved.yaml"
+    out["config_text"] = cfg.read_text() if cfg.is_file() else ""
+    return out
+
+
+def _savefig(fig, path: Path) -> None:
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    _plt().close(fig)
+
+
+def write_figures(run_dir: str | Path) -> list[str]:
+    """Write the report's PNG figures into ``run_dir``; returns the file names written."""
+    plt = _plt()
+    res = load_results(run_dir)
+    run_dir = Path(run_dir)
+    est = res["estimates"]
+    written: list[str] = []
+
+    panels = [("observation y", est.get("y"))]
+    if "map" in est:
+        panels.append((f"MAP{_psnr_label(res, 'map')}", est["map"]))
+    panels.append((f"MMSE{_psnr_label(res, 'mmse')}", est["mmse"]))
+    if "x_true" in est:
+        panels.append(("ground truth", est["x_true"]))
+    panels = [(t, im) for t, im in panels if im is not None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
+    for ax, (title, img) in zip(np.atleast_1d(axes), panels):
+        ax.imshow(_show(img), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    _savefig(fig, run_dir / "images.png")
+    written.append("images.png")
+
+    level = res["summary"].get("credible_level", 0.9)
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.4))
+    for ax, (title, img) in zip(axes, [("posterior std", _gray(est["std"])),
+                                      (f"{int(round(100 * level))}% interval width", _gray(est["upper"] - est["lower"]))]):
+        im = ax.imshow(img, cmap="magma")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    _savefig(fig, run_dir / "uncertainty.png")
+    written.append("uncertainty.png")
+
+    scales = sorted(int(k.split("_")[-1]) for k in est if k.startswith("multiscale_std_"))
+    if scales:
+        fig, axes = plt.subplots(1, len(scales), figsize=(3.0 * len(scales), 3.0))
+        for ax, k in zip(np.atleast_1d(axes), scales):
+            im = ax.imshow(_gray(est[f"multiscale_std_{k}"]), cmap="magma")
+            ax.set_title(f"{k}×{k} blocks", fontsize=9)
+            ax.axis("off")
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        _savefig(fig, run_dir / "multiscale_std.png")
+        written.append("multiscale_std.png")
+
+    if "x_true" in est:
+        err = np.abs(est["mmse"] - est["x_true"]).ravel()
+        std = est["std"].ravel()
+        fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.4))
+        im = axes[0].imshow(_gray(np.abs(est["mmse"] - est["x_true"])), cmap="magma")
+        axes[0].set_title("|MMSE − truth|", fontsize=9)
+        axes[0].axis("off")
+        fig.colorbar(im, ax=axes[0], fraction=0.046, pad=0.04)
+        idx = np.random.default_rng(0).choice(err.size, size=min(err.size, 4000), replace=False)
+        axes[1].scatter(std[idx], err[idx], s=2, alpha=0.4)
+        lim = float(max(std[idx].max(), 1e-12))
+        axes[1].plot([0, lim], [0, lim], "k--", lw=0.8, label="error = std")
+        axes[1].set_xlabel("posterior std")
+        axes[1].set_ylabel("|error|")
+        cov = res["summary"].get("coverage")
+        axes[1].set_title(f"coverage of {int(round(100 * level))}% intervals: {cov:.3f}" if cov is not None else "", fontsize=9)
+        axes[1].legend(fontsize=8)
+        _savefig(fig, run_dir / "error_vs_std.png")
+        written.append("error_vs_std.png")
+
+    if "map" in est:
+        diff = _gray(est["map"] - est["mmse"])
+        lim = float(np.abs(diff).max()) or 1.0
+        fig, ax = plt.subplots(figsize=(3.8, 3.4))
+        im = ax.imshow(diff, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_title("MAP − MMSE", fontsize=9)
+        ax.axis("off")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        _savefig(fig, run_dir / "map_minus_mmse.png")
+        written.append("map_minus_mmse.png")
+
+    tr = res.get("traces")
+    if tr is not None and "values" in tr and tr["values"].size:
+        from pnp_imaging.diagnostics import autocorrelation
+
+        values = tr["values"]  # [chains, steps, n_traces]
+        names = [str(n) for n in tr["names"]]
+        n = values.shape[-1]
+        burn = int(res["summary"].get("n_burnin", 0))
+        fig, axes = plt.subplots(n, 2, figsize=(9, 1.9 * n), squeeze=False)
+        for i in range(n):
+            for c in range(values.shape[0]):
+                axes[i, 0].plot(values[c, :, i], lw=0.6, label=f"chain {c}")
+                kept = values[c, burn:, i]
+                if kept.size > 4:
+                    acf = autocorrelation(kept)
+                    lags = min(len(acf), 200)
+                    axes[i, 1].plot(np.arange(lags), acf[:lags], lw=0.8)
+            axes[i, 0].axvline(burn, color="k", ls=":", lw=0.8)
+            axes[i, 0].set_ylabel(names[i], fontsize=7)
+            axes[i, 1].axhline(0, color="k", lw=0.5)
+            axes[i, 1].set_ylim(-0.2, 1.0)
+        axes[0, 0].set_title("traces (dotted: end of burn-in)", fontsize=9)
+        axes[0, 1].set_title("autocorrelation after burn-in", fontsize=9)
+        axes[-1, 0].set_xlabel("iteration")
+        axes[-1, 1].set_xlabel("lag")
+        fig.tight_layout()
+        _savefig(fig, run_dir / "traces.png")
+        written.append("traces.png")
+    return written
+
+
+def _psnr_label(res: dict, which: str) -> str:
+    value = res["summary"].get(f"psnr_{which}")
+    return f" ({value:.2f} dB)" if value is not None else ""
+
+
+def _img_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return html.escape(str(value))
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
+h1{font-size:1.5em} h2{font-size:1.15em;border-bottom:1px solid #ccc;margin-top:1.6em}
+table{border-collapse:collapse;font-size:.9em} td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+.warn{background:#fff3cd;border:1px solid #e0c36a;padding:.5em 1em;margin:.4em 0}
+.ok{background:#e7f5e9;border:1px solid #8cc79a;padding:.5em 1em;margin:.4em 0}
+figure{margin:1em 0} figcaption{font-size:.85em;color:#555} img{max-width:100%}
+pre{background:#f6f6f6;padding:.8em;font-size:.8em;overflow-x:auto}
+"""
+
+
+def render_report(run_dir: str | Path, *, regenerate_figures: bool = True) -> Path:
+    """Write ``run_dir/report.html`` (self-contained) and return its path."""
+    run_dir = Path(run_dir)
+    if regenerate_figures:
+        write_figures(run_dir)
+    res = load_results(run_dir)
+    s = res["summary"]
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>pnp_imaging report</title><style>{_CSS}</style></head><body>"]
+    parts.append("<h1>pnp_imaging — posterior sampling report</h1>")
+    parts.append(
+        f"<p>Sampler <b>{_fmt(s.get('sampler'))}</b>, denoiser <b>{_fmt(s.get('denoiser'))}</b>, "
+        f"{_fmt(s.get('n_kept'))} kept samples × {_fmt(s.get('chains'))} chains, step size δ = {_fmt(s.get('step_size'))}, "
+        f"wall time {_fmt(s.get('wall_s'))} s.</p>"
+    )
+
+    parts.append("<h2>Verdict</h2>")
+    warnings = s.get("warnings") or []
+    if warnings:
+        parts.extend(f"<div class='warn'>{html.escape(w)}</div>" for w in warnings)
+    else:
+        parts.append("<div class='ok'>No convergence warning: every tracked quantity has ESS ≥ 100 and R̂ ≤ 1.01.</div>")
+
+    metric_keys = [k for k in ("psnr_y", "psnr_map", "psnr_mmse", "ssim_map", "ssim_mmse", "coverage", "ess_min", "rhat_max", "mcse_mmse_max") if s.get(k) is not None]
+    if metric_keys:
+        parts.append("<h2>Figures of merit</h2><table><tr><th>quantity</th><th>value</th></tr>")
+        parts.extend(f"<tr><td>{k}</td><td>{_fmt(s[k])}</td></tr>" for k in metric_keys)
+        parts.append("</table>")
+
+    for name, caption in FIGURES.items():
+        path = run_dir / name
+        if path.is_file():
+            parts.append(f"<figure>{_img_tag(path, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    diag = s.get("diagnostics") or {}
+    if diag:
+        parts.append("<h2>Convergence diagnostics</h2><table><tr><th>trace</th><th>bulk ESS</th><th>tail ESS</th><th>split-R̂</th><th>verdict</th></tr>")
+        for name, d in diag.items():
+            parts.append(
+                f"<tr><td>{html.escape(name)}</td><td>{_fmt(d.get('ess_bulk'))}</td><td>{_fmt(d.get('ess_tail'))}</td>"
+                f"<td>{_fmt(d.get('rhat'))}</td><td>{html.escape(d.get('verdict', ''))}</td></tr>"
+            )
+        parts.append("</table>")
+
+    mm = s.get("mismatch")
+    if mm:
+        parts.append("<h2>Model mismatch</h2><table><tr><th>quantity</th><th>value</th></tr>")
+        parts.extend(f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(v)}</td></tr>" for k, v in mm.items())
+        parts.append("</table>")
+
+    parts.append("<h2>Run metadata</h2><table>")
+    for key in ("seed", "versions", "timings", "denoiser_card", "started", "n_steps", "n_burnin", "thin"):
+        if key in s:
+            parts.append(f"<tr><td>{key}</td><td>{_fmt(json.dumps(s[key]) if isinstance(s[key], dict) else s[key])}</td></tr>")
+    parts.append("</table>")
+    if res["config_text"]:
+        parts.append(f"<h3>Resolved config</h3><pre>{html.escape(res['config_text'])}</pre>")
+    parts.append("</body></html>")
+    out = run_dir / "report.html"
+    tmp = run_dir / "report.html.tmp"
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def config_yaml(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False)

@@ -1,0 +1,257 @@
+r"""SK-ROCK with a plug-and-play prior (Pereyra, Vargas-Mieles, Zygalakis, SIAM J. Imaging Sci.
+13(2), 2020; reference sheet §5.1 and §5.3).
+
+Target ``π ∝ exp(−U)`` with (§5.3)::
+
+    ∇U(x) = ∇f_y(x) + (α/ε)(x − D_ε(x)) [+ (x − Π_C(x))/λ]
+
+One outer step with ``s`` stages, damping ``η`` (recursion exactly as §5.1, C3 ``SKROCK.m``)::
+
+    ℓ_s = (s − ½)²(2 − 4η/3) − 3/2,     δ = p ℓ_s / L
+    ω₀ = 1 + η/s²,  ω₁ = T_s(ω₀)/T_s'(ω₀),  μ₁ = ω₁/ω₀,  ν₁ = sω₁/2,  κ₁ = sω₁/ω₀
+    Q = √(2δ) Z
+    K₀ = X;  K₁ = X − μ₁δ∇U(X + ν₁Q) + κ₁Q
+    K_j = −μ_jδ∇U(K_{j−1}) + ν_jK_{j−1} + κ_jK_{j−2},   j = 2..s, with
+        μ_j = 2ω₁T_{j−1}(ω₀)/T_j(ω₀),  ν_j = 2ω₀T_{j−1}(ω₀)/T_j(ω₀),  κ_j = 1 − ν_j
+    X_new = K_s  [then Π_C if projected=True — deepinv's ``SKRockIterator`` choice]
+
+T_j are Chebyshev polynomials of the first kind (T₀ = 1, T₁ = x, T_{j+1} = 2xT_j − T_{j−1}).
+Each outer step costs ``s`` evaluations of ∇U (``s`` denoiser calls).
+
+Defaults: ``s = 10``, ``η = 0.05`` (C3 hard-codes η = 0.05; s = 10 in C2, C3), ``p = 0.99``
+(C2's SK-ROCK tutorial; C3 uses 0.5 for deconvolution, 0.8 for tomography), box C = [−1, 2]
+with the soft tail and ``λ = 0.99/(2αL/ε + 4L_y)`` — the PnP-ULA rule of §2.2 (a [CHOICE]:
+no source fixes λ for PnP SK-ROCK); ``L = L_y + αL/ε + 1/λ`` (§5.3 [CHOICE], by analogy with
+§2.2). Worked values (σ = 1/255, ε = (5/255)², α = L = 1, ‖A‖ = 1): ℓ₁₀ = 172.98, λ = 3.7316e-6,
+L = 335607.8, δ = 5.1027e-4, i.e. 519× the PnP-ULA δ for 10× the gradient evaluations.
+
+The state holds no cached gradient (``grad`` is always ``None``): the first stage evaluates
+∇U at the *perturbed* point ``X + ν₁Q``, never at ``X``, so there is nothing to reuse.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
+
+import torch
+
+from pnp_imaging.samplers.base import Kernel, check_count
+
+__all__ = [
+    "SKROCKParams",
+    "SKROCKState",
+    "SKROCKInfo",
+    "make_params",
+    "init",
+    "step",
+    "kernel",
+    "grad_potential",
+    "stability_length",
+    "coefficients",
+    "stationary_variance_quadratic",
+]
+
+
+def stability_length(n_stages: int, eta: float) -> float:
+    """``ℓ_s = (s − ½)²(2 − 4η/3) − 3/2`` (reference §5.1)."""
+    return (n_stages - 0.5) ** 2 * (2.0 - 4.0 * eta / 3.0) - 1.5
+
+
+@lru_cache(maxsize=64)
+def coefficients(n_stages: int, eta: float) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """``(mu, nu, kappa)``, each of length ``s + 1`` indexed by stage ``j = 1..s`` (index 0 unused)."""
+    s = n_stages
+    w0 = 1.0 + eta / s**2
+    T = [1.0, w0]
+    for _ in range(2, s + 1):
+        T.append(2.0 * w0 * T[-1] - T[-2])
+    ach = math.acosh(w0)
+    dTs = s * math.sinh(s * ach) / math.sqrt(w0 * w0 - 1.0)
+    w1 = T[s] / dTs
+    mu = [math.nan] * (s + 1)
+    nu = [math.nan] * (s + 1)
+    ka = [math.nan] * (s + 1)
+    mu[1], nu[1], ka[1] = w1 / w0, s * w1 / 2.0, s * w1 / w0
+    for j in range(2, s + 1):
+        mu[j] = 2.0 * w1 * T[j - 1] / T[j]
+        nu[j] = 2.0 * w0 * T[j - 1] / T[j]
+        ka[j] = 1.0 - nu[j]
+    return tuple(mu), tuple(nu), tuple(ka)
+
+
+class SKROCKState(NamedTuple):
+    """``x``: chains ``[B, C, H, W]``; ``grad``: always None (module docstring); ``step``: int."""
+
+    x: torch.Tensor
+    grad: torch.Tensor | None
+    step: int
+
+
+class SKROCKInfo(NamedTuple):
+    """``out_of_box``: fraction of pixels of the new state outside C per chain (NaN without C);
+    ``grad_evals``: ∇U evaluations this step (= s)."""
+
+    out_of_box: torch.Tensor
+    grad_evals: int
+
+
+@dataclass(frozen=True)
+class SKROCKParams:
+    """``step_size`` δ; ``n_stages`` s (int >= 2); ``eta`` damping η; ``lam`` tail λ (None
+    without a soft tail); ``clip`` box C or None; ``projected``: clamp once after the stages;
+    ``lipschitz`` the L used by the auto rule (None if manual); ``rule`` provenance string."""
+
+    step_size: float
+    n_stages: int = 10
+    eta: float = 0.05
+    lam: float | None = None
+    clip: tuple[float, float] | None = (-1.0, 2.0)
+    projected: bool = False
+    lipschitz: float | None = None
+    rule: str = "manual"
+
+    def __post_init__(self):
+        d = float(self.step_size)
+        if not (math.isfinite(d) and d > 0):
+            raise ValueError(f"step_size: must be a finite δ > 0, got {self.step_size}; or use step_size='auto'")
+        object.__setattr__(self, "step_size", d)
+        check_count("n_stages", self.n_stages, 2)
+        object.__setattr__(self, "n_stages", int(self.n_stages))
+        eta = float(self.eta)
+        if not (math.isfinite(eta) and eta > 0):
+            raise ValueError(f"eta: damping must be > 0 (0.05 is standard), got {self.eta}")
+        object.__setattr__(self, "eta", eta)
+        if self.clip is not None:
+            lo, hi = (float(c) for c in self.clip)
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(f"clip: must be (lo, hi) with lo < hi, got {self.clip}")
+            object.__setattr__(self, "clip", (lo, hi))
+        elif self.projected:
+            raise ValueError("clip: projected SK-ROCK needs a box C; pass clip=(lo, hi) or projected=False")
+        if self.lam is not None:
+            lam = float(self.lam)
+            if not (math.isfinite(lam) and lam > 0):
+                raise ValueError(f"lam: must be a finite λ > 0, got {self.lam}")
+            object.__setattr__(self, "lam", lam)
+        elif self.clip is not None and not self.projected:
+            raise ValueError("lam: the soft tail term needs λ; pass lam=... or use make_params(lam='auto')")
+
+
+def make_params(
+    problem,
+    prior,
+    *,
+    n_stages: int = 10,
+    eta: float = 0.05,
+    fraction: float = 0.99,
+    step_size: float | str = "auto",
+    lam: float | str = "auto",
+    clip: tuple[float, float] | None = (-1.0, 2.0),
+    projected: bool = False,
+) -> SKROCKParams:
+    """Build :class:`SKROCKParams`; ``"auto"``: ``λ = 0.99/(2αL/ε + 4L_y)``, ``δ = p ℓ_s / L``
+    with ``L = L_y + αL/ε [+ 1/λ]`` and ``p = fraction`` (module docstring)."""
+    n_stages = check_count("n_stages", n_stages, 2)
+    fraction = float(fraction)
+    if not (0 < fraction <= 1):
+        raise ValueError(f"fraction: p must be in (0, 1], got {fraction}")
+    for name, v in (("step_size", step_size), ("lam", lam)):
+        if isinstance(v, str) and v != "auto":
+            raise ValueError(f"{name}: must be a float or 'auto', got {v!r}")
+    soft_tail = clip is not None and not projected
+    lam_value = None
+    parts = []
+    if soft_tail:
+        if lam == "auto":
+            lam_value = 0.99 / (2.0 * prior.lipschitz + 4.0 * float(problem.data_lipschitz))
+            parts.append("lam=0.99/(2*alpha*L/eps + 4*L_y)")
+        else:
+            lam_value = float(lam)
+    lip = None
+    if step_size == "auto":
+        lp, ly = prior.lipschitz, float(problem.data_lipschitz)
+        lip = lp + ly + (1.0 / lam_value if soft_tail else 0.0)
+        step_size = fraction * stability_length(n_stages, float(eta)) / lip
+        parts.append(f"delta={fraction}*l_s/L, l_s={stability_length(n_stages, float(eta)):.6g}, L={lip:.6g}")
+    rule = "manual" if not parts else "reference §5.3: " + ", ".join(parts)
+    return SKROCKParams(
+        step_size=float(step_size), n_stages=n_stages, eta=float(eta), lam=lam_value,
+        clip=clip, projected=projected, lipschitz=lip, rule=rule,
+    )
+
+
+def grad_potential(x: torch.Tensor, problem, prior, params: SKROCKParams) -> torch.Tensor:
+    """``∇U(x) = ∇f_y(x) − α(D_ε(x) − x)/ε [+ (x − Π_C(x))/λ]`` (one denoiser call)."""
+    g = problem.data_grad(x) - prior.score(x)  # out of place: data_grad may return a view
+    if params.clip is not None and not params.projected:
+        lo, hi = params.clip
+        g.sub_(torch.clamp(x, lo, hi).sub_(x), alpha=1.0 / params.lam)
+    return g
+
+
+def init(x0: torch.Tensor, problem, prior, params: SKROCKParams) -> SKROCKState:
+    """State at ``x0`` ``[B, C, H, W]`` (projected onto C if ``projected``). No evaluation."""
+    if x0.ndim != 4:
+        raise ValueError(f"x0: expected [B, C, H, W] (B = chains), got shape {tuple(x0.shape)}")
+    x = x0.detach().clone()
+    if params.projected:
+        x.clamp_(*params.clip)
+    return SKROCKState(x=x, grad=None, step=0)
+
+
+def step(state: SKROCKState, problem, prior, params: SKROCKParams, *, generator: torch.Generator):
+    """One SK-ROCK outer step (``s`` gradient evaluations); pure; returns ``(state, info)``."""
+    s = params.n_stages
+    d = params.step_size
+    mu, nu, ka = coefficients(s, params.eta)
+    x = state.x
+    q = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device).mul_(math.sqrt(2.0 * d))
+    # K1 = X - mu1 d gradU(X + nu1 Q) + kappa1 Q
+    g = grad_potential(x + nu[1] * q, problem, prior, params)
+    k_prev2 = x
+    k_prev = x + ka[1] * q
+    k_prev.sub_(g, alpha=mu[1] * d)
+    del q, g
+    for j in range(2, s + 1):
+        g = grad_potential(k_prev, problem, prior, params)
+        k = g.mul_(-mu[j] * d)
+        k.add_(k_prev, alpha=nu[j]).add_(k_prev2, alpha=ka[j])
+        k_prev2, k_prev = k_prev, k
+    x_new = k_prev
+    if params.clip is None:
+        oob = torch.full((x.shape[0],), float("nan"), dtype=x.dtype, device=x.device)
+    else:
+        lo, hi = params.clip
+        if params.projected:
+            x_new.clamp_(lo, hi)
+            oob = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        else:
+            oob = ((x_new < lo) | (x_new > hi)).flatten(1).to(x.dtype).mean(1)
+    return SKROCKState(x_new, None, state.step + 1), SKROCKInfo(oob, s)
+
+
+def kernel(problem, prior, params: SKROCKParams) -> Kernel:
+    """Bind SK-ROCK to a problem and a prior for :func:`~pnp_imaging.samplers.base.run_chain`."""
+    return Kernel("pnp_skrock", problem, prior, params, init, step, SKROCKState, grad_evals_per_step=params.n_stages)
+
+
+def stationary_variance_quadratic(h: float, step_size: float, n_stages: int = 10, eta: float = 0.05) -> float:
+    """Exact stationary variance of SK-ROCK (no projection/tail) on ``U(x) = h x²/2``.
+
+    One step is linear, ``X' = a X + b Q`` with ``Q ~ N(0, 2δ)``: propagating ``K_j = a_j X +
+    b_j Q`` through the recursion (``a_0 = 1, b_0 = 0``; ``a_1 = 1 − μ₁δh``, ``b_1 = κ₁ −
+    μ₁ν₁δh``; ``c_j = (ν_j − μ_jδh) c_{j−1} + κ_j c_{j−2}`` for ``c = a, b``) gives the
+    stationary variance ``2δ b_s² / (1 − a_s²)`` (reference §7), to compare with ``1/h``.
+    Returns ``inf`` when ``|a_s| >= 1`` (unstable step).
+    """
+    mu, nu, ka = coefficients(int(n_stages), float(eta))
+    z = step_size * h
+    a2, b2 = 1.0, 0.0
+    a1, b1 = 1.0 - mu[1] * z, ka[1] - mu[1] * nu[1] * z
+    for j in range(2, n_stages + 1):
+        a2, b2, a1, b1 = a1, b1, (nu[j] - mu[j] * z) * a1 + ka[j] * a2, (nu[j] - mu[j] * z) * b1 + ka[j] * b2
+    if abs(a1) >= 1.0:
+        return math.inf
+    return 2.0 * step_size * b1 * b1 / (1.0 - a1 * a1)

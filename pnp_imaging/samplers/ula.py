@@ -1,0 +1,215 @@
+r"""PnP-ULA and projected PnP-ULA (Laumont, De Bortoli, Almansa, Delon, Durmus, Pereyra, SIAM J.
+Imaging Sci. 15(2), 2022; reference sheet §2).
+
+PnP-ULA (soft tail term, the default)::
+
+    X_{k+1} = X_k + δ ∇log p(y|X_k) + (αδ/ε)(D_ε(X_k) − X_k) + (δ/λ)(Π_C(X_k) − X_k) + √(2δ) Z_{k+1}
+
+PPnP-ULA (``projected=True``)::
+
+    X_{k+1} = Π_C( X_k + δ ∇log p(y|X_k) + (αδ/ε)(D_ε(X_k) − X_k) + √(2δ) Z_{k+1} )
+
+``C`` is the box ``clip = (lo, hi)``, default ``(-1, 2)`` (reference §2.3: the value C1's
+``pnpula`` and deepinv's legacy ``ULA`` use; ``(0, 1)`` is the C2 choice), ``Π_C`` = clamp;
+``clip=None`` drops the tail term (soft variant only).
+
+The state caches the drift ``b(X_k)`` so that one step costs exactly one denoiser call:
+``step`` moves with the cached drift and evaluates the drift at the new point.
+
+Automatic step size (``step_size="auto"``, :func:`make_params`) — rule of **C2**
+(MI2G/sampling-tutorials ``PnP_ULA_notebook``, Pereyra's group, described there as P1's
+guidelines), reference §2.2, with ``L`` = residual Lipschitz constant of the denoiser and ``L_y``
+= ``problem.data_lipschitz``:
+
+* soft:       ``λ = 0.99 / (2αL/ε + 4 L_y)``,  ``δ = 0.99 · (1/3) · (αL/ε + L_y + 1/λ)^{-1}``
+* projected:  ``δ = 0.99 · (αL/ε + L_y)^{-1}`` (no λ)
+
+Chosen over C1's (``λ = 1/(4L_y + 2αL/ε)``, ``δ = δ_max`` exactly) because it stays strictly
+inside the bound. Deviations, documented: (i) for the projected variant C2 writes ``L/ε``
+without α; we use ``αL/ε`` (identical for α = 1; for α > 1 C2's step would exceed the
+Lipschitz bound of the drift); (ii) with ``clip=None`` the soft rule is used with ``1/λ = 0``.
+Worked values (σ = 1/255, ε = (5/255)², α = 1, L = 1, ‖A‖ = 1, so L_y = 65025, αL/ε = 2601):
+λ = 3.7316e-6, δ = 9.8329e-7 (soft); δ = 1.4639e-5 (projected). ULA is biased in δ (O(δ)).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from pnp_imaging.samplers.base import Kernel
+
+__all__ = ["ULAParams", "ULAState", "ULAInfo", "make_params", "init", "step", "kernel", "drift", "auto_rule"]
+
+_FRACTION = 0.99
+
+
+class ULAState(NamedTuple):
+    """``x``: chains ``[B, C, H, W]``; ``drift``: cached ``b(x)`` (same shape); ``step``: int."""
+
+    x: torch.Tensor
+    drift: torch.Tensor
+    step: int
+
+
+class ULAInfo(NamedTuple):
+    """``out_of_box``: fraction of pixels of the new state outside C, per chain ``[B]`` (always
+    0 for the projected variant, NaN without C)."""
+
+    out_of_box: torch.Tensor
+
+
+def _check_clip(clip):
+    if clip is None:
+        return None
+    lo, hi = (float(c) for c in clip)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"clip: must be (lo, hi) with lo < hi, got {clip}; e.g. clip=(-1.0, 2.0)")
+    return (lo, hi)
+
+
+@dataclass(frozen=True)
+class ULAParams:
+    """Parameters of (P)PnP-ULA.
+
+    ``step_size``: δ > 0. ``lam``: tail parameter λ > 0 of the soft variant (None with
+    ``clip=None`` or ``projected=True``). ``clip``: the box C or None. ``projected``: PPnP-ULA.
+    ``rule``: how δ/λ were chosen (``"manual"`` or the auto rule with its inputs), recorded for
+    reports.
+    """
+
+    step_size: float
+    lam: float | None = None
+    clip: tuple[float, float] | None = (-1.0, 2.0)
+    projected: bool = False
+    rule: str = "manual"
+
+    def __post_init__(self):
+        d = float(self.step_size)
+        if not (math.isfinite(d) and d > 0):
+            raise ValueError(f"step_size: must be a finite δ > 0, got {self.step_size}; or use step_size='auto'")
+        object.__setattr__(self, "step_size", d)
+        object.__setattr__(self, "clip", _check_clip(self.clip))
+        if self.projected and self.clip is None:
+            raise ValueError("clip: projected PnP-ULA needs a box C; pass clip=(lo, hi) or projected=False")
+        if self.lam is not None:
+            lam = float(self.lam)
+            if not (math.isfinite(lam) and lam > 0):
+                raise ValueError(f"lam: must be a finite λ > 0, got {self.lam}")
+            object.__setattr__(self, "lam", lam)
+        elif self.clip is not None and not self.projected:
+            raise ValueError("lam: the soft variant with a box C needs λ; pass lam=... or lam='auto' via make_params")
+
+
+def auto_rule(
+    prior_lipschitz: float, data_lipschitz: float, *, projected: bool = False, tail: bool = True,
+    fraction: float = _FRACTION,
+) -> tuple[float, float | None]:
+    """``(δ, λ)`` by the C2 rule (module docstring); ``prior_lipschitz`` = αL/ε, ``data_lipschitz`` = L_y."""
+    lp, ly = float(prior_lipschitz), float(data_lipschitz)
+    if projected:
+        return fraction / (lp + ly), None
+    if not tail:
+        return fraction / 3.0 / (lp + ly), None
+    lam = fraction / (2.0 * lp + 4.0 * ly)
+    return fraction / 3.0 / (lp + ly + 1.0 / lam), lam
+
+
+def make_params(
+    problem,
+    prior,
+    *,
+    step_size: float | str = "auto",
+    lam: float | str = "auto",
+    clip: tuple[float, float] | None = (-1.0, 2.0),
+    projected: bool = False,
+    fraction: float = _FRACTION,
+) -> ULAParams:
+    """Build :class:`ULAParams`, filling ``"auto"`` entries by the C2 rule (module docstring).
+
+    >>> delta, lam = auto_rule(2601.0, 65025.0)  # sigma = 1/255, eps = (5/255)**2, alpha = L = 1
+    >>> f"{delta:.4e} {lam:.4e} {auto_rule(2601.0, 65025.0, projected=True)[0]:.4e}"
+    '9.8329e-07 3.7316e-06 1.4639e-05'
+    """
+    clip = _check_clip(clip)
+    fraction = float(fraction)
+    if not (0 < fraction <= 1):
+        raise ValueError(f"fraction: must be in (0, 1], got {fraction}")
+    for name, v in (("step_size", step_size), ("lam", lam)):
+        if isinstance(v, str) and v != "auto":
+            raise ValueError(f"{name}: must be a float or 'auto', got {v!r}")
+    soft_tail = clip is not None and not projected
+    lam_value = None
+    parts = []
+    if soft_tail:
+        if lam == "auto":
+            lam_value = fraction / (2.0 * prior.lipschitz + 4.0 * float(problem.data_lipschitz))
+            parts.append(f"lam={fraction}/(2*alpha*L/eps + 4*L_y)")
+        else:
+            lam_value = float(lam)
+    if step_size == "auto":
+        lp, ly = prior.lipschitz, float(problem.data_lipschitz)
+        if projected:
+            step_size = fraction / (lp + ly)
+            parts.append(f"delta={fraction}/(alpha*L/eps + L_y)")
+        elif soft_tail:
+            step_size = fraction / 3.0 / (lp + ly + 1.0 / lam_value)
+            parts.append(f"delta={fraction}/3/(alpha*L/eps + L_y + 1/lam)")
+        else:
+            step_size = fraction / 3.0 / (lp + ly)
+            parts.append(f"delta={fraction}/3/(alpha*L/eps + L_y) (no tail term)")
+    if parts:
+        lp, ly = prior.lipschitz, float(problem.data_lipschitz)
+        rule = f"C2 rule (reference §2.2): {', '.join(parts)} with alpha*L/eps={lp:.6g}, L_y={ly:.6g}"
+    else:
+        rule = "manual"
+    return ULAParams(step_size=float(step_size), lam=lam_value, clip=clip, projected=projected, rule=rule)
+
+
+def drift(x: torch.Tensor, problem, prior, params: ULAParams) -> torch.Tensor:
+    """``b(x) = −∇f_y(x) + α(D_ε(x) − x)/ε [+ (Π_C(x) − x)/λ]`` (tail only in the soft variant)."""
+    b = prior.score(x)
+    b.sub_(problem.data_grad(x))
+    if params.clip is not None and not params.projected:
+        lo, hi = params.clip
+        b.add_(torch.clamp(x, lo, hi).sub_(x), alpha=1.0 / params.lam)
+    return b
+
+
+def init(x0: torch.Tensor, problem, prior, params: ULAParams) -> ULAState:
+    """State at ``x0`` (``[B, C, H, W]``; projected onto C for PPnP-ULA); one drift evaluation."""
+    if x0.ndim != 4:
+        raise ValueError(f"x0: expected [B, C, H, W] (B = chains), got shape {tuple(x0.shape)}")
+    x = x0.detach().clone()
+    if params.projected:
+        x.clamp_(*params.clip)
+    return ULAState(x=x, drift=drift(x, problem, prior, params), step=0)
+
+
+def step(state: ULAState, problem, prior, params: ULAParams, *, generator: torch.Generator):
+    """One (P)PnP-ULA step: ``x' = x + δ b(x) + √(2δ) Z`` [then Π_C]; returns ``(state, info)``.
+
+    Pure: ``state`` is not modified. Cost: one denoiser call + one data gradient.
+    """
+    x = state.x
+    d = params.step_size
+    x_new = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    x_new.mul_(math.sqrt(2.0 * d)).add_(state.drift, alpha=d).add_(x)
+    if params.clip is None:
+        oob = torch.full((x.shape[0],), float("nan"), dtype=x.dtype, device=x.device)
+    else:
+        lo, hi = params.clip
+        if params.projected:
+            x_new.clamp_(lo, hi)
+            oob = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        else:
+            oob = ((x_new < lo) | (x_new > hi)).flatten(1).to(x.dtype).mean(1)
+    return ULAState(x_new, drift(x_new, problem, prior, params), state.step + 1), ULAInfo(oob)
+
+
+def kernel(problem, prior, params: ULAParams) -> Kernel:
+    """Bind (P)PnP-ULA to a problem and a prior for :func:`~pnp_imaging.samplers.base.run_chain`."""
+    name = "ppnp_ula" if params.projected else "pnp_ula"
+    return Kernel(name, problem, prior, params, init, step, ULAState, grad_evals_per_step=1)

@@ -1,0 +1,480 @@
+"""Streaming posterior statistics with O(d) memory.
+
+Everything here is updated one kept sample (or one batch of chain samples) at a time and can
+be checkpointed (``state_dict`` / ``load_state_dict``) and merged across chains or processes.
+
+- :class:`RunningMoments`: Welford mean / variance in float64 with an ``int`` count; ``merge``
+  (Chan et al. 1979 parallel formula) and ``reduce`` (merge equal-count accumulators along a
+  dimension, e.g. the chain dimension).
+- :class:`P2Quantiles`: per-pixel streaming quantiles by the P² algorithm (Jain & Chlamtac
+  1985), a numba kernel over all pixels. **Approximate**: see the class docstring for the
+  measured error.
+- :class:`MultiScaleMoments`: posterior std of ``k x k`` block means (avg-pooled samples) for
+  several ``k``: the uncertainty of the image at coarser scales.
+- :class:`PosteriorStats`: the bundle the sampling driver feeds with kept samples ``[B, C, H,
+  W]`` (B = chains): MMSE (mean), per-pixel std, marginal credible intervals and multi-scale
+  std, with per-chain moments kept so that between-chain differences stay visible.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numba
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "RunningMoments",
+    "P2Quantiles",
+    "MultiScaleMoments",
+    "PosteriorStats",
+]
+
+
+def _check_int(name: str, value, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Welford moments
+# --------------------------------------------------------------------------------------------
+class RunningMoments:
+    """Streaming mean and variance (Welford), float64 accumulators, ``int`` count.
+
+    ``update(x)`` adds one sample of shape ``shape``; ``update_batch(xs)`` adds ``xs.shape[0]``
+    samples at once (exact batch merge). After ``n`` samples, ``mean`` is their average and
+    ``variance`` the unbiased (ddof=1) sample variance; with ``n < 2`` the variance is NaN.
+
+    >>> m = RunningMoments((2,))
+    >>> for v in ([1.0, 2.0], [3.0, 2.0], [5.0, 2.0]):
+    ...     m.update(torch.tensor(v))
+    >>> m.count, m.mean.tolist(), m.variance.tolist()
+    (3, [3.0, 2.0], [4.0, 0.0])
+    """
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        *,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.shape = tuple(int(s) for s in shape)
+        self.count: int = 0
+        self.mean = torch.zeros(self.shape, dtype=dtype, device=device)
+        self.m2 = torch.zeros(self.shape, dtype=dtype, device=device)
+
+    # -- updates ------------------------------------------------------------------------------
+    def update(self, x: torch.Tensor) -> None:
+        """Add one sample ``x`` of shape ``shape`` (any float dtype; accumulated in float64)."""
+        if tuple(x.shape) != self.shape:
+            raise ValueError(f"x has shape {tuple(x.shape)}, expected {self.shape}")
+        self.count += 1
+        x = x.to(self.mean.dtype)
+        delta = x - self.mean
+        self.mean.add_(delta, alpha=1.0 / self.count)
+        delta.mul_(x - self.mean)
+        self.m2.add_(delta)
+
+    def update_batch(self, xs: torch.Tensor) -> None:
+        """Add ``xs.shape[0]`` samples, ``xs`` of shape ``[n, *shape]`` (Chan's batch merge)."""
+        if tuple(xs.shape[1:]) != self.shape:
+            raise ValueError(f"xs has shape {tuple(xs.shape)}, expected [n, *{self.shape}]")
+        n_b = xs.shape[0]
+        if n_b == 0:
+            return
+        xs = xs.to(self.mean.dtype)
+        mean_b = xs.mean(dim=0)
+        m2_b = ((xs - mean_b) ** 2).sum(dim=0)
+        self._merge_into(n_b, mean_b, m2_b)
+
+    def _merge_into(self, n_b: int, mean_b: torch.Tensor, m2_b: torch.Tensor) -> None:
+        n_a = self.count
+        n = n_a + n_b
+        if n == 0:
+            return
+        delta = mean_b - self.mean
+        self.mean.add_(delta, alpha=n_b / n)
+        self.m2.add_(m2_b).add_(delta * delta, alpha=n_a * n_b / n)
+        self.count = n
+
+    def merge(self, other: "RunningMoments") -> "RunningMoments":
+        """Return a new accumulator equal to having seen the samples of ``self`` and ``other``."""
+        if other.shape != self.shape:
+            raise ValueError(f"cannot merge shapes {self.shape} and {other.shape}")
+        out = self.copy()
+        out._merge_into(other.count, other.mean.to(out.mean), other.m2.to(out.m2))
+        return out
+
+    def reduce(self, dim: int = 0) -> "RunningMoments":
+        """Merge the ``shape[dim]`` accumulators along ``dim`` (each holding ``count`` samples).
+
+        Used to pool per-chain moments ``[B, ...]`` into ``[...]``. Exact: with ``k`` slices,
+        ``count' = k*count``, ``mean' = mean over slices``, ``m2' = sum m2 + count*sum (mean_i -
+        mean')^2``.
+        """
+        k = self.shape[dim]
+        out = RunningMoments(
+            self.shape[:dim] + self.shape[dim + 1 :], dtype=self.mean.dtype, device=self.mean.device
+        )
+        out.count = self.count * k
+        if self.count == 0:
+            return out
+        out.mean = self.mean.mean(dim=dim)
+        out.m2 = self.m2.sum(dim=dim) + self.count * (
+            (self.mean - out.mean.unsqueeze(dim)) ** 2
+        ).sum(dim=dim)
+        return out
+
+    # -- results ------------------------------------------------------------------------------
+    @property
+    def variance(self) -> torch.Tensor:
+        """Unbiased variance ``m2/(count-1)``; NaN where ``count < 2``."""
+        if self.count < 2:
+            return torch.full_like(self.m2, float("nan"))
+        return self.m2 / (self.count - 1)
+
+    @property
+    def std(self) -> torch.Tensor:
+        return self.variance.sqrt()
+
+    def copy(self) -> "RunningMoments":
+        out = RunningMoments(self.shape, dtype=self.mean.dtype, device=self.mean.device)
+        out.count = self.count
+        out.mean = self.mean.clone()
+        out.m2 = self.m2.clone()
+        return out
+
+    def state_dict(self) -> dict:
+        return {"count": self.count, "mean": self.mean.clone(), "m2": self.m2.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        mean, m2 = state["mean"], state["m2"]
+        if tuple(mean.shape) != self.shape or tuple(m2.shape) != self.shape:
+            raise ValueError(f"state has shape {tuple(mean.shape)}, expected {self.shape}")
+        self.count = _check_int("count", state["count"])
+        self.mean = mean.to(dtype=self.mean.dtype, device=self.mean.device).clone()
+        self.m2 = m2.to(dtype=self.m2.dtype, device=self.m2.device).clone()
+
+    def __repr__(self) -> str:
+        return f"RunningMoments(shape={self.shape}, count={self.count})"
+
+
+# --------------------------------------------------------------------------------------------
+# P² quantiles
+# --------------------------------------------------------------------------------------------
+@numba.njit(cache=True)
+def _p2_init(q, npos, count_before, xs):  # pragma: no cover - compiled
+    """Fill the first five observations (count_before < 5) into q[:, k, :]; sort at 5."""
+    n_probs, _, d = q.shape
+    m = xs.shape[0]
+    used = 0
+    c = count_before
+    while used < m and c < 5:
+        for p in range(n_probs):
+            for j in range(d):
+                q[p, c, j] = xs[used, j]
+        c += 1
+        used += 1
+    if c == 5 and count_before < 5:
+        for p in range(n_probs):
+            for j in range(d):
+                # insertion sort of 5 values
+                for a in range(1, 5):
+                    v = q[p, a, j]
+                    b = a - 1
+                    while b >= 0 and q[p, b, j] > v:
+                        q[p, b + 1, j] = q[p, b, j]
+                        b -= 1
+                    q[p, b + 1, j] = v
+                for a in range(5):
+                    npos[p, a, j] = a + 1
+    return used
+
+
+@numba.njit(cache=True)
+def _p2_update(q, npos, desired, dn, xs):  # pragma: no cover - compiled
+    """P² update (Jain & Chlamtac 1985, steps B.1-B.3) of every pixel with every row of xs.
+
+    q: [P, 5, d] marker heights; npos: [P, 5, d] int64 marker positions (1-based);
+    desired: [P, 5] desired positions (shared by all pixels: same count); dn: [P, 5] increments;
+    xs: [m, d] observations, processed in row order.
+    """
+    n_probs, _, d = q.shape
+    m = xs.shape[0]
+    for r in range(m):
+        for p in range(n_probs):
+            for i in range(5):
+                desired[p, i] += dn[p, i]
+            for j in range(d):
+                x = xs[r, j]
+                # B.1: find the cell k and adjust the extremes
+                if x < q[p, 0, j]:
+                    q[p, 0, j] = x
+                    k = 0
+                elif x >= q[p, 4, j]:
+                    q[p, 4, j] = x
+                    k = 3
+                else:
+                    k = 0
+                    while k < 3 and x >= q[p, k + 1, j]:
+                        k += 1
+                # B.2: shift the positions of the markers above the cell
+                for i in range(k + 1, 5):
+                    npos[p, i, j] += 1
+                # B.3: adjust the three middle markers
+                for i in range(1, 4):
+                    ni = npos[p, i, j]
+                    dlt = desired[p, i] - ni
+                    up = npos[p, i + 1, j] - ni
+                    down = npos[p, i - 1, j] - ni
+                    if (dlt >= 1.0 and up > 1) or (dlt <= -1.0 and down < -1):
+                        s = 1 if dlt > 0 else -1
+                        qi = q[p, i, j]
+                        qm = q[p, i - 1, j]
+                        qp = q[p, i + 1, j]
+                        nm = npos[p, i - 1, j]
+                        np_ = npos[p, i + 1, j]
+                        # piecewise-parabolic prediction
+                        cand = qi + s / (np_ - nm) * (
+                            (ni - nm + s) * (qp - qi) / (np_ - ni)
+                            + (np_ - ni - s) * (qi - qm) / (ni - nm)
+                        )
+                        if qm < cand < qp:
+                            q[p, i, j] = cand
+                        else:  # linear prediction
+                            if s > 0:
+                                q[p, i, j] = qi + (qp - qi) / (np_ - ni)
+                            else:
+                                q[p, i, j] = qi - (qm - qi) / (nm - ni)
+                        npos[p, i, j] = ni + s
+
+
+class P2Quantiles:
+    r"""Per-pixel streaming quantiles by the P² algorithm (Jain & Chlamtac, CACM 28(10), 1985).
+
+    One independent 5-marker P² estimator per (probability, pixel); state arrays ``q`` (marker
+    heights, float64) and ``npos`` (marker positions, int64) of shape ``[P, 5, d]``, plus the
+    desired positions ``[P, 5]`` shared by all pixels (every pixel has seen the same number of
+    observations). The update is a numba kernel over all pixels; memory is ``O(P d)``.
+
+    **Approximate.** P² tracks a piecewise-parabolic interpolation of the empirical CDF and is
+    not the sample quantile. ``tests/test_stats.py::test_p2_error_characterised`` measures it
+    against the exact quantiles of N(0,1), Exp(1) and the bimodal 0.5 N(-3,1) + 0.5 N(3,1) with
+    n = 2000 i.i.d. observations per pixel: for p in {0.05, 0.5, 0.95} its RMS error is 0.88-1.17
+    times the RMS error of the exact *sample* quantile of the same data (so P² adds at most
+    ~17 % to the Monte Carlo error) and its bias is at most 0.16 of that error. For correlated
+    MCMC draws the Monte Carlo error is larger (ESS < n), P²'s share smaller. For fewer than 5
+    observations the exact sample quantile (linear interpolation) is
+    returned; before any observation, NaN.
+
+    Observations with the same count are fed in the order given; for chains, each chain's
+    sample is one observation (pooled quantiles across chains).
+    """
+
+    def __init__(self, shape: Sequence[int], probs: Sequence[float] = (0.05, 0.95)) -> None:
+        self.shape = tuple(int(s) for s in shape)
+        probs = tuple(float(p) for p in probs)
+        if not probs or any(not (0.0 < p < 1.0) for p in probs):
+            raise ValueError(f"probs must be in (0, 1), got {probs}")
+        self.probs = probs
+        d = int(np.prod(self.shape)) if self.shape else 1
+        self.d = d
+        n_p = len(probs)
+        self.count: int = 0
+        self.q = np.zeros((n_p, 5, d), dtype=np.float64)
+        self.npos = np.zeros((n_p, 5, d), dtype=np.int64)
+        pr = np.asarray(probs)[:, None]
+        self.desired = np.hstack([np.ones_like(pr), 1 + 2 * pr, 1 + 4 * pr, 3 + 2 * pr, 5 + 0 * pr])
+        self.dn = np.hstack([0 * pr, pr / 2, pr, (1 + pr) / 2, 1 + 0 * pr])
+
+    def update(self, xs: torch.Tensor | np.ndarray) -> None:
+        """Add observations ``xs`` of shape ``[m, *shape]`` (m observations per pixel)."""
+        if isinstance(xs, torch.Tensor):
+            xs = xs.detach().to("cpu", torch.float64).numpy()
+        xs = np.ascontiguousarray(np.asarray(xs, dtype=np.float64))
+        if xs.shape[1:] != self.shape:
+            raise ValueError(f"xs has shape {xs.shape}, expected [m, *{self.shape}]")
+        xs = xs.reshape(xs.shape[0], self.d)
+        if not np.all(np.isfinite(xs)):
+            raise ValueError("P2Quantiles.update: observations contain NaN/Inf")
+        start = 0
+        if self.count < 5:
+            start = _p2_init(self.q, self.npos, self.count, xs)
+            self.count += start
+        if start < xs.shape[0]:
+            _p2_update(self.q, self.npos, self.desired, self.dn, xs[start:])
+            self.count += xs.shape[0] - start
+
+    def quantiles(self) -> np.ndarray:
+        """Current estimates, shape ``[P, *shape]`` (float64)."""
+        n_p = len(self.probs)
+        if self.count == 0:
+            return np.full((n_p,) + self.shape, np.nan)
+        if self.count < 5:
+            vals = self.q[0, : self.count, :]
+            out = np.quantile(vals, np.asarray(self.probs), axis=0)
+            return out.reshape((n_p,) + self.shape)
+        return self.q[:, 2, :].reshape((n_p,) + self.shape).copy()
+
+    def state_dict(self) -> dict:
+        return {
+            "count": self.count,
+            "probs": self.probs,
+            "q": self.q.copy(),
+            "npos": self.npos.copy(),
+            "desired": self.desired.copy(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if tuple(state["probs"]) != self.probs or state["q"].shape != self.q.shape:
+            raise ValueError("P2Quantiles state does not match this estimator's probs/shape")
+        self.count = _check_int("count", state["count"])
+        self.q = np.array(state["q"], dtype=np.float64)
+        self.npos = np.array(state["npos"], dtype=np.int64)
+        self.desired = np.array(state["desired"], dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-scale uncertainty
+# --------------------------------------------------------------------------------------------
+class MultiScaleMoments:
+    """Posterior moments of ``k x k`` block averages, for each ``k`` in ``scales``.
+
+    A sample ``x`` of shape ``[B, C, H, W]`` is average-pooled with kernel = stride = ``k``
+    (``ceil_mode=True``: blocks at the right/bottom edges average only the pixels present), and a
+    :class:`RunningMoments` of shape ``[B, C, ceil(H/k), ceil(W/k)]`` is updated. The posterior
+    std of block means shrinks with ``k`` like ``1/k`` for independent pixels and stays flat for
+    fully correlated ones: it shows at which scale the image is determined by the data.
+    ``k = 1`` is the per-pixel std.
+    """
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        scales: Sequence[int] = (1, 2, 4, 8),
+        *,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.shape = tuple(int(s) for s in shape)
+        if len(self.shape) != 4:
+            raise ValueError(f"shape must be [B, C, H, W], got {self.shape}")
+        self.scales = tuple(_check_int("scales", k, 1) for k in scales)
+        b, c, h, w = self.shape
+        self.moments = {
+            k: RunningMoments((b, c, -(-h // k), -(-w // k)), device=device) for k in self.scales
+        }
+
+    def update(self, x: torch.Tensor) -> None:
+        x64 = x.detach().to(torch.float64)
+        for k, m in self.moments.items():
+            m.update(x64 if k == 1 else F.avg_pool2d(x64, k, stride=k, ceil_mode=True))
+
+    def std(self, *, pooled: bool = True) -> dict[int, torch.Tensor]:
+        """``{k: std of k x k block means}``; pooled over chains (``[1, C, h, w]``) by default."""
+        if pooled:
+            return {k: m.reduce(0).std.unsqueeze(0) for k, m in self.moments.items()}
+        return {k: m.std for k, m in self.moments.items()}
+
+    def state_dict(self) -> dict:
+        return {str(k): m.state_dict() for k, m in self.moments.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, m in self.moments.items():
+            m.load_state_dict(state[str(k)])
+
+
+# --------------------------------------------------------------------------------------------
+# The bundle the driver updates
+# --------------------------------------------------------------------------------------------
+class PosteriorStats:
+    """Streaming posterior summaries for chains stored as a batch ``[B, C, H, W]``.
+
+    ``update(x)`` is called by the driver on kept samples only. It updates per-chain Welford
+    moments ``[B, C, H, W]`` (float64), the pooled per-pixel P² quantiles (each chain's sample
+    is one observation; skipped when ``probs`` is empty) and the multi-scale moments (skipped when
+    ``scales`` is empty). Results (:meth:`mmse`, :meth:`std`, :meth:`credible_interval`,
+    :meth:`multiscale_std`) are pooled over chains and returned as ``[1, C, H, W]`` tensors.
+
+    The P² estimator runs on the CPU (numpy/numba); on a GPU each kept sample is copied to the
+    host once for it.
+    """
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        *,
+        probs: Sequence[float] = (0.05, 0.95),
+        scales: Sequence[int] = (1, 2, 4, 8),
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.shape = tuple(int(s) for s in shape)
+        if len(self.shape) != 4:
+            raise ValueError(f"shape must be [B, C, H, W] (B = chains), got {self.shape}")
+        self.moments = RunningMoments(self.shape, device=device)
+        self.probs = tuple(float(p) for p in probs)
+        self.quantile_estimator = P2Quantiles(self.shape[1:], self.probs) if self.probs else None
+        ms_scales = tuple(k for k in scales if k != 1)
+        self.multiscale = MultiScaleMoments(self.shape, ms_scales, device=device) if ms_scales else None
+        self.scales = tuple(scales)
+
+    @property
+    def count(self) -> int:
+        """Number of kept samples per chain."""
+        return self.moments.count
+
+    def update(self, x: torch.Tensor) -> None:
+        x = x.detach()
+        self.moments.update(x)
+        if self.quantile_estimator is not None:
+            self.quantile_estimator.update(x)
+        if self.multiscale is not None:
+            self.multiscale.update(x)
+
+    def pooled(self) -> RunningMoments:
+        return self.moments.reduce(0)
+
+    def mmse(self) -> torch.Tensor:
+        """Posterior mean (MMSE estimate) pooled over chains, ``[1, C, H, W]`` float64."""
+        return self.pooled().mean.unsqueeze(0)
+
+    def std(self) -> torch.Tensor:
+        """Per-pixel posterior std pooled over chains, ``[1, C, H, W]``."""
+        return self.pooled().std.unsqueeze(0)
+
+    def chain_means(self) -> torch.Tensor:
+        return self.moments.mean.clone()
+
+    def credible_interval(self) -> tuple[torch.Tensor, ...]:
+        """Per-pixel marginal quantiles at ``probs`` (P², approximate), each ``[1, C, H, W]``."""
+        if self.quantile_estimator is None:
+            raise ValueError("PosteriorStats(probs=()) keeps no quantiles; pass probs=(0.05, 0.95)")
+        qs = torch.from_numpy(self.quantile_estimator.quantiles())
+        return tuple(q.unsqueeze(0) for q in qs)
+
+    def multiscale_std(self) -> dict[int, torch.Tensor]:
+        """``{k: posterior std of k x k block means}``, pooled over chains."""
+        out = {}
+        for k in self.scales:
+            if k == 1:
+                out[1] = self.std()
+            else:
+                out[k] = self.multiscale.moments[k].reduce(0).std.unsqueeze(0)
+        return out
+
+    def state_dict(self) -> dict:
+        return {
+            "moments": self.moments.state_dict(),
+            "quantiles": None if self.quantile_estimator is None else self.quantile_estimator.state_dict(),
+            "multiscale": None if self.multiscale is None else self.multiscale.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.moments.load_state_dict(state["moments"])
+        if self.quantile_estimator is not None:
+            self.quantile_estimator.load_state_dict(state["quantiles"])
+        if self.multiscale is not None:
+            self.multiscale.load_state_dict(state["multiscale"])
