@@ -21,7 +21,10 @@ kernel dimension is 1 (or 2 for circular), i.e. when one side has a zero-width p
 relative adjoint error 0.29 for a 7×1 kernel with ``replicate``). Here the extension is an
 index gather, ``x̄ = x[idx]``, whose exact adjoint is the scatter-add ``index_add``; it works
 for every kernel size and mode. The valid (unpadded) convolution and its transpose are
-deepinv's ``conv2d(padding="valid")`` / ``conv_transpose2d(padding="valid")`` (exact).
+deepinv's ``conv2d_fft(padding="valid")`` / ``conv_transpose2d_fft(padding="valid")``
+(exact linear convolution on a ``(H+h-1) × (W+w-1)`` FFT grid). FFT rather than the direct
+``conv2d``: on CPU, torch's direct float64 convolution and its transpose are 10-50× slower
+(no oneDNN kernels), and the power iteration for ``||A||^2`` runs in float64.
 """
 from __future__ import annotations
 
@@ -94,15 +97,15 @@ def pad2d_adjoint(
 
 def conv2d_padded(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tensor:
     """``A x``: convolution of ``x`` ``[B, C, H, W]`` with ``kernel`` ``[1, 1|C, h, w]``, same size."""
-    from deepinv.physics.functional import conv2d
+    from deepinv.physics.functional import conv2d_fft
 
     ph, pw = kernel_padding(*kernel.shape[-2:])
-    return conv2d(pad2d(x, ph, pw, mode), kernel, padding="valid")
+    return conv2d_fft(pad2d(x, ph, pw, mode), kernel, padding="valid")
 
 
 def conv2d_padded_adjoint(y: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tensor:
     """``A^T y``: correlation with ``kernel`` (transposed valid convolution), then pad adjoint."""
-    from deepinv.physics.functional import conv_transpose2d
+    from deepinv.physics.functional import conv_transpose2d_fft
 
     ph, pw = kernel_padding(*kernel.shape[-2:])
-    return pad2d_adjoint(conv_transpose2d(y, kernel, padding="valid"), ph, pw, mode)
+    return pad2d_adjoint(conv_transpose2d_fft(y, kernel, padding="valid"), ph, pw, mode)

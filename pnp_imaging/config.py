@@ -166,8 +166,8 @@ def _validate(cfg: dict, base_dir: Path) -> None:
         _fail("device", f"must be 'auto', 'cpu' or 'cuda[:N]', got {cfg['device']!r}")
     if not isinstance(cfg["prior"]["denoiser"], str):
         _fail("prior.denoiser", "must be a zoo name (see `pnp-imaging zoo list`)")
-    if (cfg["image"] is None) == (cfg["observation"] is None):
-        _fail("image", "give exactly one of 'image' (ground truth, observation simulated) or 'observation'")
+    if cfg["image"] is None and cfg["observation"] is None:
+        _fail("image", "missing; give 'image' (ground truth, observation simulated) and/or 'observation' (measured y)")
     for key in ("image", "observation"):
         if cfg[key] is not None:
             path = Path(cfg[key])

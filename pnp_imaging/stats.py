@@ -321,21 +321,27 @@ class P2Quantiles:
         return self.q[:, 2, :].reshape((n_p,) + self.shape).copy()
 
     def state_dict(self) -> dict:
+        """Torch tensors (loadable with ``torch.load(weights_only=True)``)."""
         return {
             "count": self.count,
-            "probs": self.probs,
-            "q": self.q.copy(),
-            "npos": self.npos.copy(),
-            "desired": self.desired.copy(),
+            "probs": list(self.probs),
+            "q": torch.from_numpy(self.q.copy()),
+            "npos": torch.from_numpy(self.npos.copy()),
+            "desired": torch.from_numpy(self.desired.copy()),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if tuple(state["probs"]) != self.probs or state["q"].shape != self.q.shape:
+        def arr(v, dtype):
+            v = v.numpy() if isinstance(v, torch.Tensor) else v
+            return np.array(v, dtype=dtype)
+
+        q = arr(state["q"], np.float64)
+        if tuple(float(p) for p in state["probs"]) != self.probs or q.shape != self.q.shape:
             raise ValueError("P2Quantiles state does not match this estimator's probs/shape")
         self.count = _check_int("count", state["count"])
-        self.q = np.array(state["q"], dtype=np.float64)
-        self.npos = np.array(state["npos"], dtype=np.int64)
-        self.desired = np.array(state["desired"], dtype=np.float64)
+        self.q = q
+        self.npos = arr(state["npos"], np.int64)
+        self.desired = arr(state["desired"], np.float64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,10 +374,27 @@ class MultiScaleMoments:
             k: RunningMoments((b, c, -(-h // k), -(-w // k)), device=device) for k in self.scales
         }
 
+    @staticmethod
+    def block_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+        """Means over ``k x k`` blocks (ragged edge blocks average the pixels present); equals
+        ``F.avg_pool2d(x, k, ceil_mode=True)`` but by reshape + sum, which avoids avg_pool2d's
+        thread start-up cost on small images."""
+        if k == 1:
+            return x
+        b, c, h, w = x.shape
+        ph, pw = (-h) % k, (-w) % k
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))
+            ones = F.pad(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device), (0, pw, 0, ph))
+            cnt = ones.reshape(1, 1, (h + ph) // k, k, (w + pw) // k, k).sum(dim=(3, 5))
+        else:
+            cnt = k * k
+        return x.reshape(b, c, (h + ph) // k, k, (w + pw) // k, k).sum(dim=(3, 5)) / cnt
+
     def update(self, x: torch.Tensor) -> None:
         x64 = x.detach().to(torch.float64)
         for k, m in self.moments.items():
-            m.update(x64 if k == 1 else F.avg_pool2d(x64, k, stride=k, ceil_mode=True))
+            m.update(self.block_mean(x64, k))
 
     def std(self, *, pooled: bool = True) -> dict[int, torch.Tensor]:
         """``{k: std of k x k block means}``; pooled over chains (``[1, C, h, w]``) by default."""

@@ -1,0 +1,82 @@
+"""Config schema: defaults, one-line errors for every bad-input path, --set overrides."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pnp_imaging.config import DEFAULTS, ConfigError, apply_overrides, load_config, resolve_config
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+IMAGE = str(DATA / "cameraman.png")
+
+
+def test_defaults_are_filled_and_paths_absolute():
+    cfg = resolve_config({"image": "cameraman.png"}, base_dir=DATA)
+    assert cfg["image"] == str(DATA / "cameraman.png")
+    assert cfg["sampler"]["n_steps"] == DEFAULTS["sampler"]["n_steps"]
+    assert cfg["prior"]["eps"] == pytest.approx((5 / 255) ** 2)
+    # operator/noise sections are free-form (validated by operators.registry)
+    cfg = resolve_config({"image": IMAGE, "operator": {"type": "inpainting", "mask": "random", "missing_ratio": 0.5}})
+    assert cfg["operator"] == {"type": "inpainting", "mask": "random", "missing_ratio": 0.5}
+
+
+@pytest.mark.parametrize(
+    "config, key, fragment",
+    [
+        ({"image": IMAGE, "sampler": {"n_stepz": 3}}, "sampler.n_stepz", "did you mean 'n_steps'"),
+        ({"image": IMAGE, "samplr": {}}, "samplr", "did you mean 'sampler'"),
+        ({"image": IMAGE, "sampler": {"n_steps": 10.5}}, "sampler.n_steps", "must be an integer"),
+        ({"image": IMAGE, "sampler": {"n_steps": True}}, "sampler.n_steps", "must be an integer"),
+        ({"image": IMAGE, "sampler": {"n_steps": 10, "n_burnin": 10}}, "sampler.n_burnin", "must be < sampler.n_steps"),
+        ({"image": IMAGE, "sampler": {"n_steps": 10, "n_burnin": 5, "thin": 4}}, "sampler.thin", "fewer than 2"),
+        ({"image": IMAGE, "sampler": {"type": "hmc"}}, "sampler.type", "valid: pnp-ula, skrock"),
+        ({"image": IMAGE, "sampler": {"step_size": -1}}, "sampler.step_size", "positive"),
+        ({"image": IMAGE, "sampler": {"box": [2, 1]}}, "sampler.box", "low < high"),
+        ({"image": IMAGE, "prior": {"eps": 0}}, "prior.eps", "positive"),
+        ({"image": IMAGE, "prior": {"alpha": "big"}}, "prior.alpha", "positive"),
+        ({"image": IMAGE, "estimates": {"credible_level": 1.5}}, "estimates.credible_level", "(0, 1)"),
+        ({"image": IMAGE, "dtype": "float16"}, "dtype", "float32"),
+        ({"image": "does/not/exist.png"}, "image", "file not found"),
+        ({}, "image", "missing"),
+        ({"image": IMAGE, "operator": "blur"}, "operator", "mapping"),
+        ({"image": IMAGE, "map": {"type": "admm"}}, "map.type", "pnp-sgd"),
+    ],
+)
+def test_bad_config_one_line_error_naming_key(config, key, fragment):
+    with pytest.raises(ConfigError) as info:
+        resolve_config(config)
+    message = str(info.value)
+    assert message.startswith(f"{key}:"), message
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_overrides_parse_yaml_values_and_create_sections():
+    raw = {"image": IMAGE, "sampler": {"n_steps": 100}}
+    out = apply_overrides(raw, ["sampler.n_steps=500", "sampler.box=[0, 1]", "prior.eps=0.001", "map.enabled=false"])
+    assert out["sampler"]["n_steps"] == 500 and out["sampler"]["box"] == [0, 1]
+    assert out["prior"]["eps"] == 0.001 and out["map"]["enabled"] is False
+    assert raw["sampler"]["n_steps"] == 100  # input untouched
+    with pytest.raises(ConfigError, match="expected key.sub=value"):
+        apply_overrides(raw, ["sampler.n_steps"])
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides(raw, ["image.x=1"])
+
+
+def test_yaml_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "missing.yaml")
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(lst)
+    good = tmp_path / "good.yaml"
+    (tmp_path / "img.png").write_bytes((DATA / "cameraman.png").read_bytes())
+    good.write_text("image: img.png\nsampler: {n_steps: 50, n_burnin: 10}\n")
+    cfg = resolve_config(good)
+    assert cfg["image"] == str((tmp_path / "img.png").resolve())
