@@ -122,8 +122,12 @@ def _export_state(net) -> dict:
     return {k: v.detach().to(torch.float32).clone().contiguous() for k, v in net.state_dict().items()}
 
 
-def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = False, progress_bar: bool = True) -> dict:
-    """Run (or resume) the training described by ``recipe``; returns the train_info dict."""
+def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = False, progress_bar: bool = True,
+          snapshot: bool = False) -> dict:
+    """Run (or resume) the training described by ``recipe``; returns the train_info dict.
+
+    ``snapshot=True`` exports the weights of ``out/ckpt.pt`` as they are (no training step; safe
+    while the training is still running, the checkpoint being replaced atomically)."""
     from tqdm import tqdm
 
     from denoisers_zoo.data import PatchSampler, load_skimage
@@ -154,7 +158,9 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
     )
     gen = torch.Generator().manual_seed(int(recipe["seed"]))
     step, wall, ema = 0, 0.0, None
-    if resume and ckpt_path.exists():
+    if snapshot and not ckpt_path.exists():
+        raise FileNotFoundError(f"--snapshot: no checkpoint {ckpt_path}; start the training first")
+    if (resume or snapshot) and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
@@ -180,9 +186,9 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
             ckpt_path,
         )
 
-    bar = tqdm(total=steps, initial=step, disable=not progress_bar, mininterval=20, dynamic_ncols=False, ncols=100, file=sys.stdout)
+    bar = tqdm(total=steps, initial=step, disable=not progress_bar or snapshot, mininterval=20, dynamic_ncols=False, ncols=100, file=sys.stdout)
     last_ck = step
-    while progress() < 1.0:
+    while progress() < 1.0 and not snapshot:
         t0 = time.perf_counter()
         lr = _lr(recipe["optim"], progress())
         for g in opt.param_groups:
@@ -211,7 +217,8 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
             save_ckpt()
             last_ck = step
     bar.close()
-    save_ckpt()
+    if not snapshot:
+        save_ckpt()
     log_f.close()
 
     net.eval()
@@ -224,7 +231,7 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
         "recipe": recipe["_recipe_path"],
         "steps_done": step,
         "steps_planned": steps,
-        "stopped_by": "steps" if step >= steps else "max_wall_minutes",
+        "stopped_by": "snapshot (training unfinished)" if progress() < 1.0 else ("steps" if step >= steps else "max_wall_minutes"),
         "train_wall_minutes": round(wall / 60.0, 2),
         "final_mse_ema": ema,
         "final_train_psnr_ema": 10 * math.log10(1.0 / max(ema, 1e-12)),
@@ -283,12 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt if present")
     ap.add_argument("--install", action="store_true", help="copy weights into denoisers_zoo/weights and update manifest.json")
     ap.add_argument("--install-only", action="store_true", help="skip training; install an existing OUT/<name>.pt")
+    ap.add_argument("--snapshot", action="store_true", help="export the current OUT/ckpt.pt without training (fallback)")
     ap.add_argument("--no-progress", action="store_true", help="disable the tqdm progress bar")
     a = ap.parse_args(argv)
     recipe = load_recipe(a.recipe)
     out = a.out or str(ROOT.parent / "training_scratch" / recipe["name"])
     if not a.install_only:
-        train(recipe, out, resume=a.resume, progress_bar=not a.no_progress)
+        train(recipe, out, resume=a.resume, progress_bar=not a.no_progress, snapshot=a.snapshot)
     if a.install or a.install_only:
         install(recipe, out)
     return 0

@@ -122,6 +122,20 @@ class Blur(LinearOperator):
     def _use_fft(self) -> bool:
         return self.boundary == "circular" and self.image_shape is not None
 
+    def norm_squared(self, shape: Sequence[int], **kwargs) -> float:
+        """``||A||_2^2``. Circular: exact, ``max_ω |k̂(ω)|^2`` (the eigenvalues of a circulant
+        ``A^T A`` are the squared moduli of the kernel's DFT on the ``H × W`` grid; = 1 for a
+        non-negative kernel summing to 1). Other boundaries: power iteration
+        (:func:`operators.base.power_norm_squared`, same keyword arguments)."""
+        if self.boundary != "circular":
+            return super().norm_squared(shape, **kwargs)
+        self._check_shape(tuple(shape), "shape")
+        H, W = tuple(shape)[-2:]
+        k = self.kernel if self.kernel.ndim == 3 else self.kernel[None]
+        k_pad = torch.zeros(k.shape[0], H, W, dtype=torch.float64)
+        k_pad[:, : k.shape[-2], : k.shape[-1]] = k
+        return float(torch.fft.rfft2(k_pad).abs().max() ** 2)
+
     def A(self, x: torch.Tensor) -> torch.Tensor:  # noqa: N802
         self._check_shape(tuple(x.shape), "x")
         if self._use_fft():

@@ -24,6 +24,10 @@ class Identity(LinearOperator):
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:  # noqa: N802
         return y
 
+    def norm_squared(self, shape, **kwargs) -> float:
+        """``||I||^2 = 1`` exactly; kwargs ignored."""
+        return 1.0
+
     def __repr__(self) -> str:
         return "Identity()"
 

@@ -148,6 +148,11 @@ class Inpainting(LinearOperator):
                 "pass a [H, W] or [C, H, W] mask of the image size"
             )
 
+    def norm_squared(self, shape: Sequence[int], **kwargs) -> float:
+        """``||A||_2^2 = max_i m_i``: exact (1, or 0 for an all-missing mask); kwargs ignored."""
+        self.check_shape(shape, "shape")
+        return float(self.mask.max())
+
     def _m(self, x: torch.Tensor) -> torch.Tensor:
         self.check_shape(x.shape)
         key = (x.dtype, x.device)

@@ -68,6 +68,7 @@ def _error(message: str) -> int:
 def _cmd_run(config, out, overrides, *, resume: bool, quiet: bool, base_dir=None) -> int:
     from pnp_imaging.api import SamplingInterrupted, run
     from pnp_imaging.config import ConfigError, apply_overrides, load_config
+    from pnp_imaging.samplers.base import DivergenceError
 
     try:
         raw = load_config(config) if isinstance(config, (str, Path)) else dict(config)
@@ -81,11 +82,20 @@ def _cmd_run(config, out, overrides, *, resume: bool, quiet: bool, base_dir=None
     except SamplingInterrupted as exc:
         print(f"pnp-imaging: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("pnp-imaging: interrupted before sampling started; nothing to resume, run again", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except DivergenceError as exc:
+        print(f"pnp-imaging: error: {exc}", file=sys.stderr)
+        return 1
     s = result.summary
     psnr = f", PSNR(MMSE) = {s['psnr_mmse']:.2f} dB" if s.get("psnr_mmse") is not None else ""
     print(f"done in {s['wall_s']:.1f} s{psnr}; report: {Path(result.out_dir) / 'report.html'}")
-    for warning in s.get("warnings", []):
+    warnings = s.get("warnings", [])
+    for warning in warnings[:2]:
         print(f"warning: {warning}")
+    if len(warnings) > 2:
+        print(f"warning: ... {len(warnings) - 2} more convergence warnings in report.html")
     return 0
 
 

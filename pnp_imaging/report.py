@@ -232,7 +232,15 @@ def render_report(run_dir: str | Path, *, regenerate_figures: bool = True) -> Pa
     parts.append("<h2>Verdict</h2>")
     warnings = s.get("warnings") or []
     if warnings:
-        parts.extend(f"<div class='warn'>{html.escape(w)}</div>" for w in warnings)
+        ess, rhat = s.get("ess_min"), s.get("rhat_max")
+        parts.append(
+            "<div class='warn'><b>Not converged — treat the MMSE and the intervals as unreliable.</b> "
+            f"Smallest effective sample size {_fmt(ess)} (want ≥ 100), largest split-R̂ {_fmt(rhat)} "
+            "(want ≤ 1.01). Run longer chains (sampler.n_steps) or more chains (sampler.chains).</div>"
+        )
+        parts.append(f"<details><summary>{len(warnings)} detailed warnings</summary><ul>")
+        parts.extend(f"<li>{html.escape(w)}</li>" for w in warnings)
+        parts.append("</ul></details>")
     else:
         parts.append("<div class='ok'>No convergence warning: every tracked quantity has ESS ≥ 100 and R̂ ≤ 1.01.</div>")
 

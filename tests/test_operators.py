@@ -23,6 +23,7 @@ from operators import (
     load_kernel,
     load_mask,
     motion_kernel,
+    power_norm_squared,
     random_mask,
     uniform_kernel,
 )
@@ -192,7 +193,21 @@ def test_pad_matches_torch_and_adjoint(mode, pads, gen):
     ],
 )
 def test_norm_squared_analytic(op, expected, gen):
-    assert op.norm_squared((1, 1, 32, 32), n_iter=500, generator=gen) == pytest.approx(expected, abs=1e-4)
+    """Generic power iteration and the operator's own (exact) norm both match the analytic value."""
+    shape = (1, 1, 32, 32)
+    assert power_norm_squared(op, shape, n_iter=500, generator=gen) == pytest.approx(expected, abs=1e-4)
+    assert op.norm_squared(shape, generator=gen) == pytest.approx(expected, abs=1e-12)
+
+
+def test_circular_norm_matches_dense_matrix(gen):
+    """Exact circular formula and power iteration vs the dense matrix's largest singular value."""
+    op = Blur(torch.tensor([[0.1, 0.6, 0.3]]), boundary="circular", image_shape=(1, 6, 8))
+    n = 48
+    eye = torch.eye(n, dtype=torch.float64).reshape(n, 1, 1, 6, 8)
+    M = torch.stack([op.A(e).flatten() for e in eye], 1)
+    exact = torch.linalg.matrix_norm(M, ord=2).item() ** 2
+    assert op.norm_squared((1, 1, 6, 8)) == pytest.approx(exact, rel=1e-12)
+    assert power_norm_squared(op, (1, 1, 6, 8), n_iter=3000, tol=1e-14, generator=gen) == pytest.approx(exact, rel=1e-8)
 
 
 def test_norm_squared_zero_boundary_below_one_and_composition(gen):
