@@ -178,6 +178,30 @@ def _validate(cfg: dict, base_dir: Path) -> None:
             cfg[key] = str(path)
     if cfg["mismatch"] is not None:
         _check_keys(cfg["mismatch"], {"denoiser": None, "operator": None, "n_states": None}, "mismatch.")
+        if cfg["mismatch"].get("operator") is not None:
+            _resolve_operator_files(cfg["mismatch"]["operator"], base_dir, "mismatch.operator")
+    _resolve_operator_files(cfg["operator"], base_dir, "operator")
+
+
+_FILE_KEYS = ("kernel", "mask")
+
+
+def _resolve_operator_files(section: Any, base_dir: Path, where: str) -> None:
+    """Make kernel/mask file paths in an operator section absolute (relative to the config)."""
+    if isinstance(section, list):
+        for i, sub in enumerate(section):
+            _resolve_operator_files(sub, base_dir, f"{where}[{i}]")
+        return
+    if not isinstance(section, dict):
+        return
+    for key, value in section.items():
+        if isinstance(value, dict):
+            _resolve_operator_files(value, base_dir, f"{where}.{key}")
+        elif key in _FILE_KEYS and isinstance(value, str) and Path(value).suffix:
+            path = Path(value) if Path(value).is_absolute() else base_dir / value
+            if not path.is_file():
+                _fail(f"{where}.{key}", f"file not found: {path}; give an existing .npy/.png file or a built-in name")
+            section[key] = str(path)
 
 
 def resolve_config(config: Mapping[str, Any] | str | os.PathLike, *, base_dir: str | os.PathLike | None = None) -> dict:

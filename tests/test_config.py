@@ -80,3 +80,11 @@ def test_yaml_file_errors(tmp_path):
     good.write_text("image: img.png\nsampler: {n_steps: 50, n_burnin: 10}\n")
     cfg = resolve_config(good)
     assert cfg["image"] == str((tmp_path / "img.png").resolve())
+
+
+def test_operator_file_paths_resolved_against_config_folder():
+    cfg = resolve_config({"image": "cameraman.png", "operator": {"type": "blur", "kernel": "kernels/motion_9.npy"}},
+                         base_dir=DATA)
+    assert cfg["operator"]["kernel"] == str(DATA / "kernels" / "motion_9.npy")
+    with pytest.raises(ConfigError, match=r"^operator.kernel: file not found"):
+        resolve_config({"image": IMAGE, "operator": {"type": "blur", "kernel": "nope.npy"}})
