@@ -23,11 +23,9 @@ warnings, :func:`format_summary` a text table.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
-from scipy import stats as _sstats
-from scipy.fft import next_fast_len
 
 __all__ = [
     "autocovariance",
@@ -81,6 +79,8 @@ def _invalid(a: np.ndarray, min_chains: int = 1) -> bool:
 
 def autocovariance(x, axis: int = -1) -> np.ndarray:
     """Biased (``1/n``) autocovariance at every lag along ``axis``, by zero-padded FFT."""
+    from scipy.fft import next_fast_len  # lazy: keeps `import pnp_imaging.samplers` light
+
     a = np.asarray(x, dtype=np.float64)
     axis = axis % a.ndim
     n = a.shape[axis]
@@ -109,9 +109,11 @@ def split_chains(x) -> np.ndarray:
 
 def rank_normalize(x) -> np.ndarray:
     """Normal scores of the pooled ranks (average ties), Blom offset 3/8 (Vehtari et al. 2021)."""
+    from scipy import special, stats  # lazy import
+
     a = np.asarray(x, dtype=np.float64)
-    r = _sstats.rankdata(a, method="average", axis=None).reshape(a.shape)
-    return _sstats.norm.ppf((r - 0.375) / (a.size + 0.25))
+    r = stats.rankdata(a, method="average", axis=None).reshape(a.shape)
+    return special.ndtri((r - 0.375) / (a.size + 0.25))
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 divergence guard; atomic writes."""
 from __future__ import annotations
 
-import math
 import os
 import signal
 import subprocess

@@ -23,8 +23,8 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -424,9 +424,8 @@ def _drive(kernel, run: _Run, *, generator, on_sample, on_step, checkpoint, max_
 
     t_sampling = t_callbacks = t_ckpt = 0.0
     status = "completed"
-    saved = False
     ckpt_path = None if checkpoint is None else str(checkpoint.path)
-    wrote_ckpt = False
+    saved_at = -1  # iteration of the last checkpoint written by this call
     start_iter = run.iteration
     try:
         t0 = time.perf_counter()
@@ -434,7 +433,7 @@ def _drive(kernel, run: _Run, *, generator, on_sample, on_step, checkpoint, max_
             i = run.iteration + 1
             new_state, info = kernel.step(run.state, generator=generator)
             x = new_state.x
-            if not bool(x.abs().amax() <= max_abs):  # False for NaN too
+            if not bool(torch.linalg.vector_norm(x, float("inf")) <= max_abs):  # False for NaN too
                 good = ckpt_path if ckpt_path is not None and os.path.exists(ckpt_path) else None
                 raise DivergenceError(
                     _divergence_message(kernel, i, x, max_abs, good), iteration=i, checkpoint_path=good
@@ -460,17 +459,15 @@ def _drive(kernel, run: _Run, *, generator, on_sample, on_step, checkpoint, max_
                 t1 = time.perf_counter()
                 t_sampling += t1 - t0
                 ckpt_mod.save_run(checkpoint, kernel, run, generator)
-                wrote_ckpt = True
-                saved = True
+                saved_at = i
                 t0 = time.perf_counter()
                 t_ckpt += t0 - t1
             if stop["requested"]:
                 status = "interrupted"
                 break
         t_sampling += time.perf_counter() - t0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # second Ctrl-C or not the main thread: no checkpoint written
         status = "interrupted"
-        saved = False
     finally:
         if installed:
             signal.signal(signal.SIGINT, old_handler)
@@ -498,7 +495,7 @@ def _drive(kernel, run: _Run, *, generator, on_sample, on_step, checkpoint, max_
         kernel_config=kernel.config(),
         timings=timings,
         checkpoint_path=ckpt_path,
-        checkpoint_saved=saved if status == "interrupted" else wrote_ckpt,
+        checkpoint_saved=saved_at == run.iteration,
         slow_direction=run.slow_vector(),
     )
 

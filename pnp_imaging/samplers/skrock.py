@@ -23,7 +23,16 @@ Defaults: ``s = 10``, ``η = 0.05`` (C3 hard-codes η = 0.05; s = 10 in C2, C3),
 with the soft tail and ``λ = 0.99/(2αL/ε + 4L_y)`` — the PnP-ULA rule of §2.2 (a [CHOICE]:
 no source fixes λ for PnP SK-ROCK); ``L = L_y + αL/ε + 1/λ`` (§5.3 [CHOICE], by analogy with
 §2.2). Worked values (σ = 1/255, ε = (5/255)², α = L = 1, ‖A‖ = 1): ℓ₁₀ = 172.98, λ = 3.7316e-6,
-L = 335607.8, δ = 5.1027e-4, i.e. 519× the PnP-ULA δ for 10× the gradient evaluations.
+L = 335607.8, δ = 5.1028e-4, i.e. 519× the PnP-ULA δ for 10× the gradient evaluations.
+
+Caveat (computed, tested): on a quadratic ``U = h x²/2`` the stationary variance of this
+recursion is ``(1/h)·R(δh)`` with ``R → 1`` as ``δh → 0`` (first order) but **not monotone**
+over the stability interval: with s = 10, η = 0.05, ``R`` = 0.98 at δh = 1, 0.93 at 2, ~0 at
+δh ≈ 4.79 (the first zero of the stage-noise polynomial, where ω₀ + ω₁(−δh) = cos(π/s)),
+0.89 at 10, 0.35 at 20, 0.59 at 60, 0.25 at 100, 0.11 at 170. So posterior means are
+unbiased on Gaussian targets, but variances of stiff directions (δh ≳ 2: well-determined,
+small-variance components) can be strongly underestimated; per-pixel std maps mix all
+directions. :func:`stationary_variance_quadratic` gives ``R``; tests compare against it.
 
 The state holds no cached gradient (``grad`` is always ``None``): the first stage evaluates
 ∇U at the *perturbed* point ``X + ν₁Q``, never at ``X``, so there is nothing to reuse.
