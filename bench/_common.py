@@ -1,0 +1,388 @@
+"""Shared helpers of the benchmarks: CLI, machine info, denoiser loading with fallback,
+problems (ours and deepinv's twin), interleaved timing, JSON output.
+
+Every benchmark writes ``<out>/<name>.json`` with at least these keys::
+
+    benchmark, status, created_utc, machine, torch_threads, config, denoiser, raw, ratios, notes
+
+``ratios`` are quotients of quantities measured **in the same run** (the project rule); raw
+seconds are kept for inspection only and are not comparable across machines or runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SIGMA_Y = 1.0 / 255.0
+EPS = (5.0 / 255.0) ** 2  # denoiser noise VARIANCE (PnP-ULA epsilon), the project default
+
+__all__ = [
+    "ROOT", "RESULTS_DIR", "SIGMA_Y", "EPS", "base_parser", "setup", "machine_info", "load_denoiser",
+    "resolve_lipschitz", "load_image", "blur_problem", "inpainting_problem", "deepinv_physics",
+    "operator_mismatch", "psnr", "interleaved", "median", "write_result", "Stopwatch", "log",
+]
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog, description=description)
+    ap.add_argument("--quick", action="store_true", help="small sizes / budgets (a few minutes on a laptop CPU)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiniest settings, for tests only: checks the plumbing, numbers are meaningless")
+    ap.add_argument("--out", default=str(RESULTS_DIR), help="output folder (default bench/results)")
+    ap.add_argument("--denoiser", default="drunet_gray", help="zoo denoiser name (default drunet_gray)")
+    ap.add_argument("--fallback", choices=("auto", "checkpoint", "untrained", "error"), default="auto",
+                    help="if the zoo weights are missing: 'auto' = in-progress training checkpoint "
+                         "training_scratch/<name>/ckpt.pt if present, else an untrained network of the "
+                         "recipe's architecture; 'error' = stop")
+    ap.add_argument("--lipschitz", default="card",
+                    help="residual Lipschitz constant L of the denoiser: a number, 'card' (model card value, "
+                         "measured if the card has none) or 'measure'")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (default 1: stable ratios on a shared machine; 0 = torch default)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--image", default=str(ROOT / "data" / "cameraman.png"))
+    return ap
+
+
+def setup(args) -> None:
+    if args.threads and args.threads > 0:
+        torch.set_num_threads(int(args.threads))
+    # script, not library code: the global seed only makes deepinv's internal randn reproducible
+    torch.manual_seed(int(args.seed))
+
+
+# --------------------------------------------------------------------------------------------
+# machine
+# --------------------------------------------------------------------------------------------
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git() -> dict:
+    def run(*a):
+        try:
+            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except Exception:  # noqa: BLE001
+            return None
+    return {"commit": run("rev-parse", "HEAD"), "dirty": bool(run("status", "--porcelain", "--untracked-files=no"))}
+
+
+def machine_info() -> dict:
+    import deepinv
+
+    try:
+        load = list(os.getloadavg())
+    except OSError:
+        load = None
+    mem = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal"):
+                    mem = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "mem_total_bytes": mem,
+        "loadavg_1_5_15": load,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "deepinv": deepinv.__version__,
+        "numpy": np.__version__,
+        "git": _git(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# denoiser
+# --------------------------------------------------------------------------------------------
+def load_denoiser(name: str, fallback: str = "auto"):
+    """``(denoiser, info)``: the zoo model, or (weights missing) a fallback of the same
+    architecture, announced on stderr and recorded in ``info`` (``source``, ``trained``)."""
+    import denoisers_zoo
+
+    info: dict[str, Any] = {"requested": name}
+    try:
+        den = denoisers_zoo.load(name)
+        entry = denoisers_zoo.read_manifest()["models"].get(name, {})
+        train = entry.get("train") or {}
+        unfinished = "unfinished" in str(train.get("stopped_by", "")) or (
+            train.get("steps_done") is not None and train.get("steps_planned") is not None
+            and train["steps_done"] < train["steps_planned"] and train.get("stopped_by") != "max_wall_minutes")
+        info.update(source="zoo", trained="partial" if unfinished else True, name=getattr(den, "name", name),
+                    lipschitz_card=getattr(den, "lipschitz", None), train=train)
+        if unfinished:
+            info["message"] = (f"zoo model {name!r} is a snapshot of an unfinished training ({train.get('steps_done')}/"
+                               f"{train.get('steps_planned')} steps): TIMINGS are representative, PSNR/MMSE numbers "
+                               "are provisional")
+            log("WARNING: " + info["message"])
+        return den.eval(), info
+    except (ValueError, FileNotFoundError) as e:
+        err = str(e)
+    if fallback == "error":
+        raise SystemExit(f"--denoiser {name}: {err}")
+    import yaml
+
+    from denoisers_zoo.nets import NetDenoiser, build_net
+
+    recipe = ROOT / "denoisers_zoo" / "recipes" / f"{name}.yaml"
+    if not recipe.is_file():
+        raise SystemExit(f"--denoiser {name}: {err}; and no recipe {recipe} to build a fallback network")
+    r = yaml.safe_load(recipe.read_text())
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # deterministic untrained weights
+        net = build_net(r["arch"])
+    ck = ROOT / "training_scratch" / name / "ckpt.pt"
+    if fallback in ("auto", "checkpoint") and ck.is_file():
+        state = torch.load(ck, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["model"])
+        info.update(source="training_checkpoint", trained="partial", checkpoint=str(ck),
+                    checkpoint_step=int(state["step"]), steps_planned=int(r["steps"]))
+        tag = f"ckpt@{int(state['step'])}"
+    elif fallback == "checkpoint":
+        raise SystemExit(f"--denoiser {name}: {err}; and no training checkpoint {ck}")
+    else:
+        info.update(source="untrained", trained=False)
+        tag = "untrained"
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    den = NetDenoiser(net, name=f"{name}[{tag}]", channels=int(r["arch"]["channels"]),
+                      sigma_range=tuple(r["sigma_range"]), blind=bool(r.get("blind", False)),
+                      lipschitz=None, arch=r["arch"]).eval()
+    info.update(name=den.name, lipschitz_card=None, zoo_error=err,
+                message=(f"zoo weights for {name!r} unavailable ({err.split(';')[0]}); using {tag} network of the "
+                         "same architecture: TIMINGS are representative, PSNR/MMSE numbers are NOT"))
+    log("WARNING: " + info["message"])
+    return den, info
+
+
+def resolve_lipschitz(arg: str, denoiser, x: torch.Tensor, sigma: float, *, seed: int = 0,
+                      crop: int = 64, n_iter: int = 15) -> tuple[float, dict]:
+    """Residual Lipschitz constant ``L`` for the step-size rules, with its provenance.
+
+    ``'card'``: the denoiser's model-card value, else measured; ``'measure'``: power iteration on
+    the Jacobian of ``x - D(x)`` at one noisy image (a ``crop``×``crop`` centre crop of ``x``;
+    a lower bound of the global constant), floored at 1 (reference pitfall 6)."""
+    if arg not in ("card", "measure"):
+        return float(arg), {"value": float(arg), "source": "given"}
+    card = getattr(denoiser, "lipschitz", None)
+    if arg == "card" and card is not None:
+        return float(card), {"value": float(card), "source": "model card"}
+    from denoisers_zoo.lipschitz import residual_lipschitz
+
+    g = torch.Generator().manual_seed(seed)
+    h, w = x.shape[-2:]
+    c = min(crop, h, w)
+    top, left = (h - c) // 2, (w - c) // 2
+    xc = x[..., top:top + c, left:left + c]
+    xn = xc + sigma * torch.randn(xc.shape, generator=g, dtype=xc.dtype)
+    est = float(residual_lipschitz(denoiser, xn, sigma, n_iter=n_iter, generator=g))
+    val = max(est, 1.0)
+    return val, {"value": val, "measured": est, "source": "measured",
+                 "how": f"power iteration ({n_iter} it.) on J(x - D(x)) at one noisy {c}x{c} crop, floored at 1"}
+
+
+# --------------------------------------------------------------------------------------------
+# problems
+# --------------------------------------------------------------------------------------------
+def load_image(path, crop: int | None) -> torch.Tensor:
+    """Gray ``[1, 1, H, W]`` float32 in [0, 1]; ``crop``: centre ``crop × crop`` (None = full)."""
+    from pnp_imaging.imageio import read_image
+
+    x = read_image(path, channels=1)
+    if crop:
+        h, w = x.shape[-2:]
+        c = min(int(crop), h, w)
+        top, left = (h - c) // 2, (w - c) // 2
+        x = x[..., top:top + c, left:left + c].contiguous()
+    return x
+
+
+def blur_problem(x: torch.Tensor, *, size: int = 9, sigma_y: float = SIGMA_Y, seed: int = 0):
+    """Circular ``size × size`` uniform blur + Gaussian noise ``sigma_y`` (ours)."""
+    from operators.blur import Blur
+    from operators.kernels import uniform_kernel
+    from operators.noise import GaussianNoise
+    from pnp_imaging.problem import Problem
+
+    op = Blur(uniform_kernel(size), boundary="circular", image_shape=tuple(x.shape[1:]))
+    return Problem.simulate(x, op, GaussianNoise(sigma_y), generator=torch.Generator().manual_seed(seed))
+
+
+def inpainting_problem(x: torch.Tensor, *, missing: float = 0.8, sigma_y: float = SIGMA_Y, seed: int = 0):
+    from operators.inpainting import Inpainting, random_mask
+    from operators.noise import GaussianNoise
+    from pnp_imaging.problem import Problem
+
+    g = torch.Generator().manual_seed(seed)
+    mask = random_mask(tuple(x.shape[1:]), missing, generator=g)
+    return Problem.simulate(x, Inpainting(mask), GaussianNoise(sigma_y), generator=g)
+
+
+def deepinv_physics(problem):
+    """deepinv twin of ``problem.operator`` (``BlurFFT`` with the same kernel, or ``Inpainting``
+    with the same mask). Noise is not attached: ``y`` is shared."""
+    import deepinv as dinv
+
+    from operators.blur import Blur
+    from operators.inpainting import Inpainting
+
+    op = problem.operator
+    shape = tuple(problem.x_shape[1:])
+    if isinstance(op, Blur):
+        k = op.kernel if op.kernel.ndim == 3 else op.kernel[None]
+        return dinv.physics.BlurFFT(img_size=shape, filter=k[None].to(problem.y.dtype))
+    if isinstance(op, Inpainting):
+        return dinv.physics.Inpainting(img_size=shape, mask=op.mask.to(problem.y.dtype))
+    raise ValueError(f"operator: no deepinv twin for {type(op).__name__}")
+
+
+def operator_mismatch(problem, physics, *, seed: int = 0) -> float:
+    """``max |A_ours x - A_deepinv x|`` and same for the adjoint, on a random image."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(problem.x_shape, generator=g, dtype=problem.y.dtype)
+    a = float((problem.operator.A(x) - physics.A(x)).abs().max())
+    b = float((problem.operator.A_adjoint(x) - physics.A_adjoint(x)).abs().max())
+    return max(a, b)
+
+
+def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """PSNR in dB, peak 1, ``x`` clamped to [0, 1] (as ``pnp_imaging.api.psnr``)."""
+    mse = float(torch.mean((x.detach().double().clamp(0, 1) - ref.detach().double()) ** 2))
+    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+# --------------------------------------------------------------------------------------------
+# timing
+# --------------------------------------------------------------------------------------------
+class Stopwatch:
+    """Wall clock that can be paused (evaluation code inside callbacks is excluded)."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.paused = 0.0
+        self._p = None
+
+    def pause(self):
+        self._p = time.perf_counter()
+
+    def resume(self):
+        self.paused += time.perf_counter() - self._p
+        self._p = None
+
+    def elapsed(self) -> float:
+        now = self._p if self._p is not None else time.perf_counter()
+        return now - self.t0 - self.paused
+
+
+def interleaved(measures: dict[str, Callable[[], float]], *, reps: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Run ``measures`` (each returns seconds per unit of work) round-robin ``reps`` times
+    (A B C A B C ...; the start of the round rotates each rep so no method is always first),
+    after ``warmup`` untimed rounds. Returns ``{name: [seconds, ...]}`` in rep order."""
+    names = list(measures)
+    for _ in range(warmup):
+        for n in names:
+            measures[n]()
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(reps):
+        k = r % len(names)
+        for n in names[k:] + names[:k]:
+            out[n].append(float(measures[n]()))
+    return out
+
+
+def median(v) -> float | None:
+    v = [float(a) for a in v if a is not None and math.isfinite(float(a))]
+    return float(np.median(v)) if v else None
+
+
+# --------------------------------------------------------------------------------------------
+# output
+# --------------------------------------------------------------------------------------------
+def _clean(obj):
+    """JSON-safe: numpy/torch scalars to Python, non-finite floats to None."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return _clean(obj.tolist())
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, (np.floating,)):
+        obj = float(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_result(name: str, args, *, config: dict, denoiser: dict | None, raw: dict, ratios: dict,
+                 notes: str, status: str = "ok", extra: dict | None = None, machine_start: dict | None = None) -> Path:
+    """Write ``<args.out>/<name>.json`` atomically and return its path."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    mode = "smoke" if getattr(args, "smoke", False) else ("quick" if getattr(args, "quick", False) else "full")
+    machine = machine_start or machine_info()
+    try:
+        machine["loadavg_at_end"] = list(os.getloadavg())
+    except OSError:
+        pass
+    doc = {
+        "benchmark": name,
+        "status": status,
+        "mode": mode,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": " ".join(["python -m bench." + name, *map(str, getattr(args, "argv", None) or [])]),
+        "machine": machine,
+        "torch_threads": torch.get_num_threads(),
+        "config": config,
+        "denoiser": denoiser,
+        "raw": raw,
+        "ratios": ratios,
+        "notes": notes,
+    }
+    if extra:
+        doc.update(extra)
+    path = out / f"{name}.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_clean(doc), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+    log(f"wrote {path}")
+    return path

@@ -1,0 +1,79 @@
+"""Run every benchmark (``make bench``): ``python -m bench.run_all [--quick] [--only a,b] ...``.
+
+Each ``bench/bench_*.py`` module runs in its own subprocess (independent memory peaks, one
+failure does not stop the others). The four modules of issues 5/7 (``bench_sampler_overhead``,
+``bench_memory``, ``bench_mmse_speed``, ``bench_map``) receive ``--quick/--smoke``, ``--out``,
+``--denoiser``, ``--fallback``, ``--lipschitz``, ``--threads``; any other ``bench_*.py`` (e.g.
+``bench_denoisers``, owned separately; convention: its CLI is built on
+``bench._common.base_parser``) receives ``--quick`` / ``--smoke``, ``--out`` and ``--threads``. A summary (status, exit code, wall time, stderr tail of each) goes to
+``<out>/run_all.json``; the exit code is non-zero if any benchmark failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import _common as C
+
+OURS = ("bench_sampler_overhead", "bench_memory", "bench_mmse_speed", "bench_map")
+
+
+def discover() -> list[str]:
+    here = Path(__file__).resolve().parent
+    found = sorted(p.stem for p in here.glob("bench_*.py"))
+    return [n for n in OURS if n in found] + [n for n in found if n not in OURS]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.run_all", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--only", default=None, help="comma-separated module names (default: all bench_*.py)")
+    ap.add_argument("--out", default=str(C.RESULTS_DIR))
+    ap.add_argument("--denoiser", default="drunet_gray")
+    ap.add_argument("--fallback", default="auto")
+    ap.add_argument("--lipschitz", default="card")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+
+    names = discover()
+    if args.only:
+        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            raise SystemExit(f"--only: unknown {unknown}; available: {names}")
+        names = wanted
+    mode = ["--smoke"] if args.smoke else (["--quick"] if args.quick else [])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(C.ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    summary = {"created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "mode": mode, "runs": {}}
+    failed = 0
+    for name in names:
+        cmd = [sys.executable, "-m", f"bench.{name}", *mode]
+        cmd += ["--out", args.out, "--threads", str(args.threads)]
+        if name in OURS:
+            cmd += ["--denoiser", args.denoiser, "--fallback", args.fallback, "--lipschitz", args.lipschitz]
+        C.log(f"run_all: {' '.join(cmd[1:])}")
+        t = time.perf_counter()
+        p = subprocess.run(cmd, cwd=C.ROOT, env=env, stderr=subprocess.PIPE, text=True)
+        wall = time.perf_counter() - t
+        tail = p.stderr.strip().splitlines()[-5:]
+        if p.returncode != 0:
+            failed += 1
+            C.log(f"run_all: {name} FAILED (exit {p.returncode}): {tail[-1] if tail else ''}")
+        summary["runs"][name] = {"cmd": cmd[1:], "returncode": p.returncode, "wall_s": wall, "stderr_tail": tail,
+                                 "result": str(Path(args.out) / f"{name}.json") if name in OURS else None}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run_all.json").write_text(json.dumps(summary, indent=2) + "\n")
+    C.log(f"run_all: {len(names) - failed}/{len(names)} ok; summary in {out / 'run_all.json'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,133 @@
+"""Plumbing of the benchmarks in ``bench/``: each runs at its tiniest setting (``--smoke``) and
+writes JSON with the agreed keys. Timings and ratios are NEVER asserted here (noisy; the
+benchmarks themselves report them as ratios against an in-run anchor)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+COMMON_KEYS = {"benchmark", "status", "mode", "created_utc", "machine", "torch_threads", "config", "denoiser",
+               "raw", "ratios", "notes"}
+SMOKE = ["--smoke", "--fallback", "untrained", "--lipschitz", "1.0"]
+
+
+@pytest.fixture(autouse=True)
+def _isolate_torch_state():
+    """The benches set the thread count and the global seed (scripts); restore both."""
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng():
+        yield
+    torch.set_num_threads(threads)
+
+
+def _load(tmp_path, name: str) -> dict:
+    doc = json.loads((tmp_path / f"{name}.json").read_text())
+    assert COMMON_KEYS <= set(doc), COMMON_KEYS - set(doc)
+    assert doc["benchmark"] == name
+    assert doc["mode"] == "smoke"
+    assert isinstance(doc["notes"], str) and doc["notes"]
+    assert doc["machine"]["torch"] == torch.__version__
+    assert doc["denoiser"]["requested"] == "drunet_gray"
+    return doc
+
+
+def test_sampler_overhead_smoke(tmp_path):
+    from bench import bench_sampler_overhead as b
+
+    b.main([*SMOKE, "--out", str(tmp_path)])
+    doc = _load(tmp_path, b.NAME)
+    for m in ("denoiser", "pnp_ula_run_chain", "pnp_ula_run_chain_burnin", "pnp_ula_step", "skrock_stage", "deepinv_ula", "deepinv_skrock_stage"):
+        v = doc["raw"]["seconds_per_unit"][m]
+        assert len(v) == doc["config"]["reps"] and all(math.isfinite(t) and t > 0 for t in v)
+    for key in ("pnp_ula_run_chain/denoiser", "skrock_stage/denoiser", "deepinv_ula/denoiser", "in_loop", "target"):
+        assert key in doc["ratios"]
+    assert "pnp_ula_run_chain/denoiser_inside" in doc["ratios"]["in_loop"]
+    assert doc["config"]["operator_mismatch_vs_deepinv"] < 1e-5
+
+
+def test_map_smoke(tmp_path):
+    from bench import bench_map as b
+
+    b.main([*SMOKE, "--out", str(tmp_path)])
+    doc = _load(tmp_path, b.NAME)
+    assert doc["paper"]["P2_map_vs_mmse"] == "[NOT FOUND]"
+    assert "[NOT FOUND]" in doc["notes"]
+    for kind in ("deblur", "inpainting"):
+        methods = doc["raw"]["problems"][kind]["methods"]
+        for m in ("ours_map_pnp_sgd", "ours_mmse_skrock", "pnp_gd_deterministic", "deepinv_dpir", "deepinv_pnp_hqs",
+                  "deepinv_pnp_pgd", "back_projection"):
+            assert m in methods
+        assert methods["pnp_gd_deterministic"]["perturbation"] == 0.0
+        ws = doc["raw"]["problems"][kind]["warm_start"]
+        assert {"init_map", "init_back_projection"} <= set(ws)
+        assert {"psnr_minus_ours_map_db", "wall_time_over_ours_map", "mmse_minus_map_db"} <= set(doc["ratios"][kind])
+
+
+def test_burnin_from_band():
+    import numpy as np
+
+    from bench.bench_map import burnin_from_band
+
+    assert burnin_from_band(np.array([-9.0, -5.0, -1.0, -1.2]), -1.5, -0.5) == 3
+    assert burnin_from_band(np.array([-9.0, -5.0]), -1.5, -0.5) is None
+
+
+def test_time_to_target_must_stay_in_band():
+    from bench.bench_mmse_speed import time_to_target
+
+    ev = [{"t": t, "psnr_truth": p, "evals": 10 * t, "iteration": t} for t, p in
+          [(1, 30.0), (2, 30.96), (3, 31.2), (4, 30.97), (5, 31.02)]]
+    r = time_to_target(ev, 31.0, 0.05)
+    assert r["reached"] and r["t_s"] == 4  # entered at t=2, left at t=3, back for good at t=4
+    assert not time_to_target(ev[:3], 31.0, 0.05)["reached"]
+
+
+@pytest.mark.slow
+def test_mmse_speed_smoke(tmp_path):
+    from bench import bench_mmse_speed as b
+
+    b.main([*SMOKE, "--out", str(tmp_path)])
+    doc = _load(tmp_path, b.NAME)
+    assert {"deepinv_ula_auto/ours", "deepinv_ula_docs/ours"} <= set(doc["ratios"])
+    c = doc["raw"]["contenders"]
+    assert {"ours", "deepinv_ula_auto", "deepinv_ula_docs"} <= set(c)
+    for r in c.values():
+        assert "target" in r and "curve" in r
+    assert doc["config"]["deepinv_steps"]["docs"] > 100 * doc["config"]["deepinv_steps"]["auto"]
+    assert {"psnr_reference_mmse", "psnr_map"} <= set(doc["raw"]["sanity"])
+    assert "secondary_vs_reference" in doc["ratios"]["deepinv_ula_auto/ours"]
+
+
+@pytest.mark.slow
+def test_memory_smoke(tmp_path):
+    from bench import bench_memory as b
+
+    b.main([*SMOKE, "--out", str(tmp_path)])
+    doc = _load(tmp_path, b.NAME)
+    runs = doc["raw"]["runs"]
+    assert runs and all("error" not in r for r in runs), runs
+    assert {"peak_rss_long/short", "peak_increment_long/short", "trace_buffer_bytes_long"} <= set(doc["ratios"]["pnp_ula"])
+
+
+def test_run_all_discovers_the_benchmarks():
+    from bench.run_all import OURS, discover
+
+    assert set(OURS) <= set(discover())
+
+
+def test_load_denoiser_falls_back_to_untrained(tmp_path, monkeypatch):
+    """Missing zoo weights: same architecture, untrained, announced in the info dict."""
+    from bench._common import load_denoiser
+
+    monkeypatch.setenv("DENOISERS_ZOO_MANIFEST", str(tmp_path / "manifest.json"))  # empty zoo
+    den, info = load_denoiser("drunet_gray", "untrained")
+    assert info["source"] == "untrained" and info["trained"] is False
+    assert "NOT" in info["message"]
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        assert den(x, 0.02).shape == x.shape
+    with pytest.raises(SystemExit):
+        load_denoiser("drunet_gray", "error")
