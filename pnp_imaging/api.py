@@ -29,7 +29,7 @@ import torch
 
 from pnp_imaging.config import ConfigError, resolve_config
 
-__all__ = ["run", "RunResult", "SamplingInterrupted", "build_components"]
+__all__ = ["run", "RunResult", "SamplingInterrupted", "build_components", "problem_section"]
 
 
 class SamplingInterrupted(RuntimeError):
@@ -74,14 +74,18 @@ def ssim(x: torch.Tensor, ref: torch.Tensor) -> float:
     return float(structural_similarity(a, b, data_range=1.0, channel_axis=0))
 
 
+def problem_section(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of a resolved config that :meth:`Problem.from_config` reads."""
+    return {k: cfg[k] for k in ("image", "observation", "operator", "noise") if cfg.get(k) is not None}
+
+
 def build_components(cfg: Mapping[str, Any], *, generator: torch.Generator, device: torch.device, dtype: torch.dtype):
     """Problem, denoiser and score prior from a resolved config (one-line errors)."""
     import denoisers_zoo
     from pnp_imaging.priors import ScorePrior
     from pnp_imaging.problem import Problem
 
-    sub = {k: cfg[k] for k in ("image", "observation", "operator", "noise") if cfg.get(k) is not None}
-    problem = Problem.from_config(sub, generator=generator)
+    problem = Problem.from_config(problem_section(cfg), generator=generator)
     if dtype != problem.y.dtype:
         problem = dataclasses.replace(
             problem, y=problem.y.to(dtype),

@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 def _cmd_simulate(args) -> int:
     import torch
 
+    from pnp_imaging.api import problem_section
     from pnp_imaging.config import ConfigError, apply_overrides, load_config, resolve_config
     from pnp_imaging.imageio import write_image
     from pnp_imaging.problem import Problem
@@ -146,7 +147,7 @@ def _cmd_simulate(args) -> int:
         cfg = resolve_config(apply_overrides(load_config(args.config), args.overrides), base_dir=Path(args.config).parent)
         if cfg["image"] is None:
             raise ConfigError("image: simulate needs a ground-truth 'image' in the config")
-        problem = Problem.from_config(cfg, generator=torch.Generator().manual_seed(cfg["seed"]))
+        problem = Problem.from_config(problem_section(cfg), generator=torch.Generator().manual_seed(cfg["seed"]))
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         return _error(str(exc).splitlines()[0])
     out = Path(args.out)

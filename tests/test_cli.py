@@ -141,7 +141,7 @@ def test_simulate_writes_observation(tmp_path):
     out = tmp_path / "y.npy"
     assert main(["simulate", str(_tiny_config(tmp_path)), "--out", str(out)]) == 0
     y = np.load(out)
-    assert y.shape == (1, 1, 32, 32) and (tmp_path / "y.png").is_file()
+    assert y.shape == (1, 32, 32) and (tmp_path / "y.png").is_file()  # [C, H, W]
 
 
 def test_interrupt_then_resume_gives_identical_estimates(tmp_path):
