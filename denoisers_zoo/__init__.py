@@ -17,7 +17,7 @@ from pathlib import Path
 
 from denoisers_zoo.base import Denoiser, as_sigma_tensor
 
-__all__ = ["Denoiser", "as_sigma_tensor", "available", "load", "read_manifest", "MANIFEST_PATH"]
+__all__ = ["Denoiser", "as_sigma_tensor", "available", "load", "card", "read_manifest", "MANIFEST_PATH"]
 
 MANIFEST_PATH = Path(__file__).resolve().parent / "weights" / "manifest.json"
 CLASSICAL = ("bm3d",)
@@ -110,3 +110,26 @@ def load(name: str, *, device: str = "cpu", manifest: str | os.PathLike | None =
         arch=entry["arch"],
     )
     return den.to(device).eval()
+
+
+def _read_card(name: str, *, manifest: str | os.PathLike | None = None) -> str:
+    """The model card (markdown text) of a zoo denoiser.
+
+    Cards are generated from measurements by ``python -m denoisers_zoo.card NAME``; this
+    function only reads them. (Importing the ``denoisers_zoo.card`` module replaces this
+    attribute by that module, which is callable with the same behaviour.)
+    """
+    if name == "bm3d":
+        return ("# bm3d\n\nClassical baseline: BM3D (gray, per image and channel) / CBM3D (3 channels) from the "
+                "`bm3d` package; uses sigma (std on the [0,1] scale); not differentiable; no weights.\n")
+    mpath = _manifest_path(manifest)
+    models = read_manifest(mpath)["models"]
+    if name not in models:
+        raise ValueError(f"denoisers_zoo.card: unknown denoiser {name!r}; available: {available(mpath)}")
+    p = mpath.parent / f"{name}.md"
+    if not p.exists():
+        raise FileNotFoundError(f"denoisers_zoo.card: card {p} is missing; generate it with `python -m denoisers_zoo.card {name}`")
+    return p.read_text()
+
+
+card = _read_card

@@ -7,11 +7,16 @@ Two architectures, both built from an ``arch`` dict (stored in the recipe and in
   filled with sigma on the [0, 1] scale (``deepinv/models/drunet.py``: ``torch.cat((x, noise_level_map), 1)``);
   the network predicts the clean image directly. We build the noise map ourselves (in x's dtype)
   and call ``forward_unet`` on an input reflect-padded to a multiple of 8.
-* ``{"type": "lipdncnn", "channels": 1, "features": 32, "depth": 10, "sn_size": 32}`` — a DnCNN-style
-  residual network ``D(x) = x - R(x)`` with **no BatchNorm**, ReLU activations, and every convolution
-  divided by its operator norm (power iteration on the circular convolution operator, not on the
-  reshaped weight matrix as ``torch.nn.utils.spectral_norm`` does). Hence ``Lip(R) = Lip(I - D) <= 1``
-  by construction, up to the power-iteration accuracy (measured values are in the manifest).
+* ``{"type": "lipdncnn", "channels": 1, "features": 32, "depth": 8, "activation": "maxmin",
+  "sn_method": "fft", "sn_size": 16, "sn_power": 2}`` — a DnCNN-style residual network
+  ``D(x) = x - R(x)`` with **no BatchNorm**, 1-Lipschitz activations (MaxMin or ReLU), and every
+  convolution divided by ``max(1, ||conv||)`` where ``||conv||`` is the operator norm of the
+  convolution itself (per-frequency power iteration on its DFT symbol, or power iteration on the
+  circular convolution), not the norm of the reshaped weight matrix that
+  ``torch.nn.utils.spectral_norm`` uses (which can under-estimate it by up to the kernel size).
+  At export every conv is rescaled to norm <= 1 on a fine frequency grid (``fold_grid_norms``), so
+  ``Lip(R) = Lip(I - D) <= 1`` by construction up to that grid's accuracy (see
+  ``denoisers_zoo.lipschitz.certified_residual_bound`` for a certified bound).
 """
 from __future__ import annotations
 
@@ -118,6 +123,54 @@ class ConvSpectralNorm(nn.Module):
         return w / torch.clamp(sigma, min=1.0)
 
 
+class FFTSpectralNorm(nn.Module):
+    """Parametrization ``W -> W / max(1, ||conv_W||)`` where ``||conv_W||`` is computed in the Fourier
+    domain: the circular ``size x size`` convolution is block-diagonalised by the 2-D DFT into
+    ``size^2`` small ``C_out x C_in`` matrices (the kernel's symbol), and the norm is the max over
+    frequencies of their spectral norms, each tracked by a warm-started power iteration (``n_power``
+    steps per training forward). Unlike power iteration on the whole conv operator, there is no
+    near-degeneracy across frequencies, so the estimate stays converged while the weights move."""
+
+    def __init__(self, weight: torch.Tensor, size: int = 32, n_power: int = 2, always_normalize: bool = False):
+        super().__init__()
+        cin = weight.shape[1]
+        u = torch.randn(size * size, cin, 2)
+        self.register_buffer("u", u / u.norm(dim=(1, 2), keepdim=True))
+        self.size = int(size)
+        self.n_power = int(n_power)
+        self.always_normalize = bool(always_normalize)
+
+    def symbol(self, w: torch.Tensor) -> torch.Tensor:
+        sym = torch.fft.fft2(w, s=(self.size, self.size))  # [C_out, C_in, G, G]
+        return sym.permute(2, 3, 0, 1).reshape(self.size * self.size, w.shape[0], w.shape[1])
+
+    def _u(self, dtype) -> torch.Tensor:
+        return torch.view_as_complex(self.u.to(torch.float64 if dtype == torch.float64 else torch.float32).contiguous())
+
+    def power_iterate(self, w: torch.Tensor, n: int) -> None:
+        with torch.no_grad():
+            sym = self.symbol(w)
+            u = self._u(w.dtype).to(sym.dtype)
+            for _ in range(n):
+                v = torch.einsum("foi,fi->fo", sym, u)
+                u = torch.einsum("foi,fo->fi", sym.conj(), v)
+                u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-30)
+            self.u.copy_(torch.view_as_real(u).to(self.u.dtype))
+
+    def operator_norm(self, w: torch.Tensor) -> torch.Tensor:
+        sym = self.symbol(w)
+        u = self._u(w.dtype).to(sym.dtype)
+        return torch.einsum("foi,fi->fo", sym, u).abs().pow(2).sum(1).sqrt().max()
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if self.training and self.n_power > 0:
+            self.power_iterate(w, self.n_power)
+        sigma = self.operator_norm(w)
+        if self.always_normalize:
+            return w / sigma
+        return w / torch.clamp(sigma, min=1.0)
+
+
 class MaxMin(nn.Module):
     """GroupSort-2 activation: channel pairs -> (max, min). 1-Lipschitz and gradient-norm preserving
     (Anil et al. 2019), unlike ReLU which halves the signal energy at every layer."""
@@ -134,12 +187,18 @@ class LipDnCNN(nn.Module):
     multiple = 1
 
     def __init__(self, channels: int = 1, features: int = 32, depth: int = 10, sn_size: int = 32, bias: bool = True,
-                 activation: str = "relu", normalize: str = "clamp", init_gain: float = 1.0 / 3.0):
+                 activation: str = "relu", normalize: str = "clamp", init_gain: float = 1.0 / 3.0,
+                 sn_method: str = "circular", sn_power: int = 1):
         super().__init__()
         if activation not in ("relu", "maxmin"):
             raise ValueError(f"arch.activation: unknown {activation!r}; use 'relu' or 'maxmin'")
         if normalize not in ("clamp", "always"):
             raise ValueError(f"arch.normalize: unknown {normalize!r}; use 'clamp' (W/max(1,||W||)) or 'always' (W/||W||)")
+        if sn_method not in ("circular", "fft"):
+            raise ValueError(f"arch.sn_method: unknown {sn_method!r}; use 'fft' (per-frequency power iteration) or 'circular'")
+        if activation == "maxmin" and features % 2:
+            raise ValueError(f"arch.features: MaxMin needs an even number of features, got {features}")
+        sn_cls = FFTSpectralNorm if sn_method == "fft" else ConvSpectralNorm
         layers: list[nn.Module] = []
         cin = channels
         for i in range(depth):
@@ -149,7 +208,7 @@ class LipDnCNN(nn.Module):
             with torch.no_grad():
                 conv.weight.mul_(float(init_gain))
             parametrize.register_parametrization(
-                conv, "weight", ConvSpectralNorm(conv.weight, size=sn_size, always_normalize=normalize == "always"))
+                conv, "weight", sn_cls(conv.weight, size=sn_size, n_power=sn_power, always_normalize=normalize == "always"))
             layers.append(conv)
             if i < depth - 1:
                 layers.append(nn.ReLU() if activation == "relu" else MaxMin())
@@ -166,16 +225,35 @@ class LipDnCNN(nn.Module):
         """Run extra power iterations on every conv (call before export); returns the norms."""
         norms = []
         with torch.no_grad():
-            return self._refine(n_iter, norms)
-
-    def _refine(self, n_iter: int, norms: list) -> list[float]:
-        for m in self.body:
-            if isinstance(m, nn.Conv2d):
-                p = m.parametrizations.weight
-                w = p.original
-                p[0].power_iterate(w, n_iter)
-                norms.append(float(p[0].operator_norm(w)))
+            for m in self.body:
+                if isinstance(m, nn.Conv2d):
+                    p = m.parametrizations.weight
+                    w = p.original
+                    p[0].power_iterate(w, n_iter)
+                    norms.append(float(p[0].operator_norm(w)))
         return norms
+
+    def fold_grid_norms(self, grid: int = 128) -> list[float]:
+        """Make every conv's effective norm <= 1 on a ``grid x grid`` frequency grid of the
+        convolution on Z^2 (zero-padded "same" convs on any image size are compressions of it),
+        not only on the (coarser) circular grid used in training. Implemented by rescaling the stored
+        power-iteration vector ``u`` so that the normaliser ``||conv(u)||`` equals
+        ``max(||conv(u)||, grid norm)``; the state-dict layout is unchanged. Returns the effective
+        per-layer grid norms (each <= 1)."""
+        from denoisers_zoo.lipschitz import conv_norm_bound
+
+        out = []
+        with torch.no_grad():
+            for m in self.body:
+                if isinstance(m, nn.Conv2d):
+                    p = m.parametrizations.weight
+                    w = p.original
+                    sig_u = float(p[0].operator_norm(w))
+                    g_raw, _ = conv_norm_bound(w, grid)
+                    if g_raw > sig_u:
+                        p[0].u.mul_(g_raw / sig_u)
+                    out.append(conv_norm_bound(m.weight, grid)[0])
+        return out
 
 
 def build_net(arch: dict) -> nn.Module:
@@ -193,6 +271,8 @@ def build_net(arch: dict) -> nn.Module:
             activation=str(arch.get("activation", "relu")),
             normalize=str(arch.get("normalize", "clamp")),
             init_gain=float(arch.get("init_gain", 1.0 / 3.0)),
+            sn_method=str(arch.get("sn_method", "circular")),
+            sn_power=int(arch.get("sn_power", 1)),
         )
     raise ValueError(f"arch.type: unknown architecture {kind!r}; use one of 'drunet', 'lipdncnn'")
 
@@ -202,6 +282,16 @@ class NetDenoiser(Denoiser):
 
     Checks channels and ``sigma_range``, computes in the network's dtype (float64 input works and
     is returned as float64), reflect-pads H, W to the network's multiple and crops back.
+
+    >>> import torch
+    >>> arch = {"type": "drunet", "channels": 1, "nc": [8, 16, 32, 64], "nb": 1}
+    >>> D = NetDenoiser(build_net(arch), name="tiny", channels=1, sigma_range=(0.0, 0.2), arch=arch)
+    >>> D(torch.rand(2, 1, 37, 53), torch.tensor([0.05, 0.1])).shape
+    torch.Size([2, 1, 37, 53])
+    >>> D(torch.rand(1, 3, 8, 8), 0.1)
+    Traceback (most recent call last):
+    ...
+    ValueError: tiny: expects 1 channel(s) but x has 3; use a grayscale image or a zoo model with 3 channel(s)
     """
 
     def __init__(

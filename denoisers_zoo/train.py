@@ -118,7 +118,8 @@ def _export_state(net) -> dict:
     from denoisers_zoo.nets import LipDnCNN
 
     if isinstance(net, LipDnCNN):
-        net.refine_norms(200)
+        net.refine_norms(200)  # converge the 32x32 circular power iteration
+        net.fold_grid_norms(128)  # then make each conv <= 1 on a 128x128 grid of Z^2 frequencies
     return {k: v.detach().to(torch.float32).clone().contiguous() for k, v in net.state_dict().items()}
 
 

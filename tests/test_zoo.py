@@ -1,0 +1,417 @@
+"""Denoiser zoo: interface contract, exact denoisers vs Monte Carlo, loading errors, training, shipped models."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import denoisers_zoo as zoo
+from denoisers_zoo.exact import GaussianDenoiser, GMMDenoiser, linear_gaussian_posterior
+from denoisers_zoo.lipschitz import residual_lipschitz
+from denoisers_zoo.nets import NetDenoiser, build_net
+
+F64 = torch.float64
+TINY_ARCHS = {
+    "drunet_tiny": {"type": "drunet", "channels": 1, "nc": [8, 16, 32, 64], "nb": 1},
+    "drunet_tiny_rgb": {"type": "drunet", "channels": 3, "nc": [8, 16, 32, 64], "nb": 1},
+    "lipdncnn_tiny": {"type": "lipdncnn", "channels": 1, "features": 8, "depth": 4, "sn_size": 16,
+                      "activation": "maxmin", "normalize": "clamp", "init_gain": 1.0},
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: on a shared 2-core machine more threads oversubscribe (30x slower convs)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _tiny(name: str) -> NetDenoiser:
+    torch.manual_seed(0)
+    arch = TINY_ARCHS[name]
+    sr = (5 / 255, 5 / 255) if arch["type"] == "lipdncnn" else (0.0, 55 / 255)
+    return NetDenoiser(build_net(arch), name=name, channels=arch["channels"], sigma_range=sr, arch=arch).eval()
+
+
+def _shipped(name: str):
+    entry = zoo.read_manifest()["models"].get(name)
+    if entry is None or not (zoo.MANIFEST_PATH.parent / entry["file"]).exists():
+        pytest.skip(f"shipped weights for {name!r} not present yet (run python -m denoisers_zoo.train ... --install)")
+    return zoo.load(name)
+
+
+def _shipped_names() -> list[str]:
+    return sorted(zoo.read_manifest()["models"])
+
+
+def _sigma_in_range(den) -> float:
+    lo, hi = den.sigma_range
+    return lo if hi - lo < 1e-9 else min(max(25 / 255, lo), hi)
+
+
+# ----------------------------------------------------------------------------- interface contract
+def _check_contract(den, channels: int, sizes=((37, 53), (16, 16))):
+    g = torch.Generator().manual_seed(0)
+    s = _sigma_in_range(den)
+    for h, w in sizes:
+        x = torch.rand(2, channels, h, w, generator=g)
+        out = den(x, s)
+        assert out.shape == x.shape and out.dtype == torch.float32
+        assert torch.isfinite(out).all()
+        out_t = den(x, torch.full((2,), s))
+        torch.testing.assert_close(out, out_t, rtol=1e-5, atol=1e-6)
+        out64 = den(x.double(), s)
+        assert out64.dtype == F64 and out64.shape == x.shape
+        torch.testing.assert_close(out64.float(), out, rtol=1e-4, atol=1e-5)
+        # batch elements are denoised independently
+        torch.testing.assert_close(den(x[1:], s), out[1:], rtol=1e-4, atol=1e-5)
+    for attr in ("name", "channels", "sigma_range", "blind", "lipschitz"):
+        assert hasattr(den, attr)
+
+
+@pytest.mark.parametrize("name", sorted(TINY_ARCHS))
+def test_contract_tiny_networks(name):
+    den = _tiny(name)
+    _check_contract(den, den.channels)
+    x = torch.rand(1, 2, 16, 16)
+    with pytest.raises(ValueError, match="channel") as e:
+        den(x, _sigma_in_range(den))
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="sigma_range"):
+        den(torch.rand(1, den.channels, 16, 16), 0.9)
+    with pytest.raises(ValueError, match="sigma"):
+        den(torch.rand(2, den.channels, 16, 16), torch.tensor([0.01, 0.01, 0.01]))
+
+
+@pytest.mark.parametrize("name", _shipped_names())
+def test_contract_shipped(name):
+    den = _shipped(name)
+    assert den.name == name and den.lipschitz is None or isinstance(den.lipschitz, float)
+    _check_contract(den, den.channels)
+    wrong = 3 if den.channels == 1 else 1
+    with pytest.raises(ValueError, match="channel"):
+        den(torch.rand(1, wrong, 16, 16), _sigma_in_range(den))
+
+
+def test_contract_bm3d():
+    den = zoo.load("bm3d")
+    assert "bm3d" in zoo.available()
+    x = torch.rand(2, 1, 37, 53, generator=torch.Generator().manual_seed(1))
+    out = den(x, torch.tensor([0.1, 0.0]))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    torch.testing.assert_close(out[1], x[1])
+    assert den(torch.rand(1, 3, 37, 53), 0.1).shape == (1, 3, 37, 53)
+
+
+def test_contract_exact():
+    iso = GaussianDenoiser.isotropic(0.5, 0.02, (1, 37, 53))
+    _check_contract(iso, 1, sizes=((37, 53),))
+    with pytest.raises(ValueError, match="dimension"):
+        iso(torch.rand(1, 1, 8, 8), 0.1)
+    g = torch.Generator().manual_seed(0)
+    gmm = GMMDenoiser([0.3, 0.7], torch.rand(2, 3 * 4 * 5, generator=g), torch.tensor([0.01, 0.05]), shape=(3, 4, 5))
+    _check_contract(gmm, 3, sizes=((4, 5),))
+    assert gmm(torch.rand(2, 60), 0.1).shape == (2, 60)
+
+
+# ----------------------------------------------------------------------------- exact denoisers
+def _spd(d, g, floor=0.05):
+    a = torch.randn(d, d, generator=g, dtype=F64)
+    return a @ a.T / d + floor * torch.eye(d, dtype=F64)
+
+
+def test_gaussian_matches_linear_algebra():
+    g = torch.Generator().manual_seed(0)
+    d = 12
+    S, mu = _spd(d, g), torch.randn(d, generator=g, dtype=F64)
+    D = GaussianDenoiser(mu, S)
+    y = torch.randn(4, d, generator=g, dtype=F64)
+    sig = torch.tensor([0.05, 0.2, 0.5, 1.0], dtype=F64)
+    for i in range(4):
+        s2 = float(sig[i]) ** 2
+        ref = mu + S @ torch.linalg.solve(S + s2 * torch.eye(d, dtype=F64), y[i] - mu)
+        torch.testing.assert_close(D(y, sig)[i], ref, rtol=1e-10, atol=1e-10)
+        score_ref = -torch.linalg.solve(S + s2 * torch.eye(d, dtype=F64), y[i] - mu)
+        torch.testing.assert_close(D.score(y, sig)[i], score_ref, rtol=1e-9, atol=1e-9)
+    # exact residual Lipschitz vs power iteration
+    est = residual_lipschitz(D, y, 0.3, n_iter=200, generator=g)
+    assert abs(est - D.residual_lipschitz(0.3)) < 1e-6
+    # posterior marginal variances and the linear-Gaussian helper (A = I)
+    pm, pc = linear_gaussian_posterior(mu, S, torch.eye(d, dtype=F64), y[0], 0.3)
+    m2, v2 = D.posterior(y[:1], 0.3)
+    torch.testing.assert_close(pm, m2[0])
+    torch.testing.assert_close(torch.diag(pc), v2)
+
+
+def test_gaussian_stationary_matches_dense():
+    h = w = 6
+    g = torch.Generator().manual_seed(3)
+    p = torch.rand(h, w, generator=g, dtype=F64) + 0.01
+    p = 0.5 * (p + torch.roll(torch.flip(p, (0, 1)), (1, 1), (0, 1)))  # even symmetric -> real covariance
+    st = GaussianDenoiser.stationary(0.4, p, (1, h, w))
+    dense = GaussianDenoiser(torch.full((h * w,), 0.4, dtype=F64), st.covariance())
+    x = torch.rand(3, 1, h, w, generator=g, dtype=F64)
+    torch.testing.assert_close(st(x, 0.2), dense(x, 0.2), rtol=1e-9, atol=1e-9)
+
+
+def _snis_posterior_mean(prior_samples, y, sigma):
+    """Self-normalised importance sampling estimate of E[x|y] with the prior as proposal, and its std error."""
+    logw = -((prior_samples - y) ** 2).sum(1) / (2 * sigma**2)
+    w = torch.softmax(logw, 0)
+    m = (w[:, None] * prior_samples).sum(0)
+    ess = 1.0 / (w**2).sum()
+    se = torch.sqrt(((w[:, None] * (prior_samples - m) ** 2).sum(0)) / ess)
+    return m, se, float(ess)
+
+
+def test_gaussian_against_monte_carlo():
+    g = torch.Generator().manual_seed(1)
+    d = 2
+    D = GaussianDenoiser(torch.tensor([0.3, -0.2], dtype=F64), _spd(d, g, 0.1))
+    xs = D.sample(200_000, generator=g)
+    y = torch.tensor([[0.5, 0.1]], dtype=F64)
+    m, se, ess = _snis_posterior_mean(xs, y[0], 0.4)
+    assert ess > 1000
+    assert torch.all((D(y, 0.4)[0] - m).abs() < 5 * se + 1e-4)
+
+
+def test_gmm_against_monte_carlo():
+    g = torch.Generator().manual_seed(2)
+    d, k = 3, 3
+    means = torch.randn(k, d, generator=g, dtype=F64)
+    covs = torch.stack([_spd(d, g, 0.05) * 0.3 for _ in range(k)])
+    G = GMMDenoiser(torch.tensor([0.5, 0.3, 0.2]), means, covs)
+    xs = G.sample(300_000, generator=g)
+    for sigma in (0.3, 0.7):
+        y = G.sample(3, generator=g) + sigma * torch.randn(3, d, generator=g, dtype=F64)
+        out = G(y, sigma)
+        for i in range(3):
+            m, se, ess = _snis_posterior_mean(xs, y[i], sigma)
+            assert ess > 300, ess
+            assert torch.all((out[i] - m).abs() < 5 * se + 1e-4), (out[i], m, se)
+    # Tweedie score vs autograd of the smoothed log density
+    y = y.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(G.log_prob(y, 0.5).sum(), y)
+    torch.testing.assert_close(G.score(y.detach(), 0.5), grad, rtol=1e-7, atol=1e-9)
+
+
+def test_gmm_single_component_and_far_away_points_are_stable():
+    g = torch.Generator().manual_seed(4)
+    d = 5
+    S, mu = _spd(d, g), torch.randn(d, generator=g, dtype=F64)
+    y = torch.randn(3, d, generator=g, dtype=F64) * 100.0  # huge Mahalanobis distances: log-sum-exp needed
+    torch.testing.assert_close(GMMDenoiser([1.0], mu[None], S[None])(y, 0.1), GaussianDenoiser(mu, S)(y, 0.1))
+    G = GMMDenoiser([0.5, 0.5], torch.stack([mu, -mu]), torch.stack([S, S]))
+    assert torch.isfinite(G(y, 0.01)).all()
+
+
+# ----------------------------------------------------------------------------- loading
+def _fake_zoo(tmp_path: Path, arch_name: str = "drunet_tiny") -> Path:
+    from denoisers_zoo.train import sha256_file
+
+    den = _tiny(arch_name)
+    wdir = tmp_path / "weights"
+    wdir.mkdir()
+    wfile = wdir / "tiny.pt"
+    torch.save({k: v.float() for k, v in den.net.state_dict().items()}, wfile)
+    manifest = {"models": {"tiny": {"file": "tiny.pt", "sha256": sha256_file(wfile), "arch": den.arch,
+                                    "channels": den.channels, "sigma_range": list(den.sigma_range),
+                                    "blind": False, "lipschitz": None, "recipe": "denoisers_zoo/recipes/tiny.yaml"}}}
+    (wdir / "manifest.json").write_text(json.dumps(manifest))
+    return wdir / "manifest.json"
+
+
+def test_load_roundtrip_and_errors(tmp_path):
+    mpath = _fake_zoo(tmp_path)
+    assert "tiny" in zoo.available(mpath)
+    den = zoo.load("tiny", manifest=mpath)
+    x = torch.rand(2, 1, 37, 53)
+    torch.testing.assert_close(den(x, 0.1), _tiny("drunet_tiny")(x, 0.1))
+    with pytest.raises(ValueError, match="channel"):
+        den(torch.rand(1, 3, 16, 16), 0.1)
+    with pytest.raises(ValueError, match="unknown denoiser 'nope'"):
+        zoo.load("nope", manifest=mpath)
+    wfile = mpath.parent / "tiny.pt"
+    data = bytearray(wfile.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    wfile.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="tiny.pt.*corrupt.*denoisers_zoo.train") as e:
+        zoo.load("tiny", manifest=mpath)
+    assert "\n" not in str(e.value)
+    wfile.unlink()
+    with pytest.raises(FileNotFoundError, match="tiny.pt.*missing.*denoisers_zoo.train") as e:
+        zoo.load("tiny", manifest=mpath)
+    assert "\n" not in str(e.value)
+
+
+def test_load_lipschitz_network_roundtrip(tmp_path):
+    mpath = _fake_zoo(tmp_path, "lipdncnn_tiny")
+    den = zoo.load("tiny", manifest=mpath)
+    x = torch.rand(1, 1, 20, 20)
+    torch.testing.assert_close(den(x, 5 / 255), _tiny("lipdncnn_tiny")(x, 5 / 255))
+
+
+# ----------------------------------------------------------------------------- lipschitz construction
+@pytest.mark.parametrize("sn_method", ["fft", "circular"])
+def test_lipdncnn_residual_is_1_lipschitz_by_construction(sn_method):
+    from denoisers_zoo.lipschitz import certified_residual_bound, conv_norm_bound
+
+    torch.manual_seed(0)
+    arch = dict(TINY_ARCHS["lipdncnn_tiny"], init_gain=5.0, sn_method=sn_method, sn_power=2)  # large raw weights
+    net = build_net(arch)
+    net.train()
+    for _ in range(30):  # power iterations update u in train mode
+        net(torch.rand(1, 1, 16, 16), None)
+    net.eval()
+    net.refine_norms(100)
+    per_layer = net.fold_grid_norms(64)  # what training does at export (with grid 128)
+    assert all(v <= 1 + 1e-5 for v in per_layer)
+    bound = certified_residual_bound(net, grid=64)
+    assert bound["product_grid_max"] <= 1 + 1e-5
+    assert bound["certified_upper_bound"] >= bound["product_grid_max"]
+    den = NetDenoiser(net, name="t", channels=1, sigma_range=(5 / 255, 5 / 255))
+    g = torch.Generator().manual_seed(0)
+    lip = residual_lipschitz(den, torch.rand(3, 1, 24, 24, generator=g), 5 / 255, n_iter=50, generator=g)
+    assert lip <= 1.0 + 1e-3
+    # the grid norm is a tight lower bound of the certified one for a random conv
+    w = torch.randn(4, 3, 3, 3, generator=g)
+    gm, cert = conv_norm_bound(w, 256)
+    assert gm <= cert <= gm / (1 - 2 * math.pi / 256) + 1e-9
+
+
+def test_fft_spectral_norm_matches_operator_norm():
+    from denoisers_zoo.lipschitz import conv_norm_bound
+    from denoisers_zoo.nets import ConvSpectralNorm, FFTSpectralNorm
+
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(6, 4, 3, 3, generator=g, dtype=F64)
+    f = FFTSpectralNorm(w, size=16)
+    f.power_iterate(w, 100)
+    c = ConvSpectralNorm(w, size=16)
+    c.u = c.u.double()
+    c.power_iterate(w, 2000)
+    exact16 = conv_norm_bound(w, 16)[0]
+    assert abs(float(f.operator_norm(w)) - exact16) < 1e-6 * exact16
+    assert abs(float(c.operator_norm(w)) - exact16) < 1e-3 * exact16
+
+
+# ----------------------------------------------------------------------------- training
+def test_tiny_training_reduces_loss_and_resumes(tmp_path):
+    from denoisers_zoo.data import PatchSampler, load_skimage
+    from denoisers_zoo.train import load_recipe, train
+
+    recipe_text = """
+name: tiny
+arch: {type: drunet, channels: 1, nc: [8, 16, 32, 64], nb: 1}
+data: {source: skimage.data, channels: 1, patch: 32, train: [coins, page], held_out: [camera]}
+sigma: {dist: uniform, low: 0.0, high: 0.2}
+sigma_range: [0.0, 0.2]
+loss: mse
+optim: {lr: 3.0e-3, lr_min: 1.0e-4, schedule: cosine}
+steps: 40
+batch: 8
+seed: 0
+threads: 1
+max_wall_minutes: 5
+checkpoint_every: 10
+log_every: 10
+"""
+    rp = tmp_path / "tiny.yaml"
+    rp.write_text(recipe_text)
+    recipe = load_recipe(rp)
+    # fixed evaluation batch
+    g = torch.Generator().manual_seed(123)
+    x = PatchSampler([load_skimage("coins", 1)], 32).sample(16, g)
+    y = x + 0.1 * torch.randn(x.shape, generator=g)
+    s = torch.full((16,), 0.1)
+    torch.manual_seed(0)
+    init = build_net(recipe["arch"]).eval()
+    with torch.no_grad():
+        loss0 = float((init(y, s) - x).pow(2).mean())
+    recipe_half = dict(recipe, steps=20)
+    train(recipe_half, tmp_path / "run", progress_bar=False)
+    info = train(recipe, tmp_path / "run", resume=True, progress_bar=False)
+    assert info["steps_done"] == 40
+    state = torch.load(tmp_path / "run" / "tiny.pt", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in state.values())
+    net = build_net(recipe["arch"])
+    net.load_state_dict(state)
+    net.eval()
+    with torch.no_grad():
+        loss1 = float((net(y, s) - x).pow(2).mean())
+    assert loss1 < 0.7 * loss0, (loss0, loss1)
+    assert len(info["sha256"]) == 64
+
+
+def test_recipe_rejects_held_out_camera(tmp_path):
+    from denoisers_zoo.train import load_recipe
+
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: b\narch: {type: drunet, channels: 1}\ndata: {train: [coins, camera], patch: 32}\n"
+                 "sigma: {dist: fixed, value: 0.1}\noptim: {lr: 1.0e-3}\nsteps: 1\nbatch: 1\nseed: 0\n")
+    with pytest.raises(ValueError, match="camera"):
+        load_recipe(p)
+
+
+def test_shipped_recipes_never_train_on_camera():
+    from denoisers_zoo.train import load_recipe
+
+    recipes = sorted((Path(zoo.__file__).parent / "recipes").glob("*.yaml"))
+    assert recipes
+    for r in recipes:
+        assert "camera" not in load_recipe(r)["data"]["train"]
+
+
+# ----------------------------------------------------------------------------- shipped quality
+def _gaussian_filter(x, std):
+    r = max(1, int(math.ceil(3 * std)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-(t**2) / (2 * std**2))
+    k = k / k.sum()
+    c = x.shape[1]
+    xp = torch.nn.functional.pad(x, (r, r, r, r), mode="reflect")
+    out = torch.nn.functional.conv2d(xp, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return torch.nn.functional.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+@pytest.mark.parametrize("name", _shipped_names())
+def test_shipped_beats_identity_and_gaussian_filter(name):
+    from denoisers_zoo.data import load_camera, load_skimage
+    from denoisers_zoo.nets import psnr
+
+    den = _shipped(name)
+    if den.channels == 1:
+        x = load_camera(1)  # held-out cameraman (data/cameraman.png, 256x256; center 256 crop if larger)
+        h, w = x.shape[-2:]
+        x = x[..., (h - min(h, 256)) // 2 :, (w - min(w, 256)) // 2 :][..., :256, :256]
+    else:
+        x = load_skimage("astronaut", 3)[None][..., 0:256, 128:384]  # held out for the colour model
+    s = _sigma_in_range(den)
+    y = x + s * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        p_model = psnr(den(y, s).clamp(0, 1), x)
+    p_id = psnr(y, x)
+    p_gauss = max(psnr(_gaussian_filter(y, std), x) for std in (0.5, 0.75, 1.0, 1.5, 2.0))
+    assert p_model > p_id + 0.5, (p_model, p_id)
+    assert p_model > p_gauss, (p_model, p_gauss)
+
+
+# ----------------------------------------------------------------------------- model cards
+def test_card_generation_and_reading(tmp_path):
+    mpath = _fake_zoo(tmp_path)
+    with pytest.raises(FileNotFoundError, match="python -m denoisers_zoo.card tiny"):
+        zoo.card("tiny", manifest=mpath)
+    from denoisers_zoo.card import make_card
+
+    make_card("tiny", manifest=mpath, bm3d=False, lip_points=1, lip_iter=3, lip_crop=24, sigmas_255=[25], n_time=1)
+    text = zoo.card("tiny", manifest=mpath)  # still the reader after importing the submodule
+    assert "# Model card: `tiny`" in text and "sha256" in text and "cameraman" in text
+    entry = json.loads(mpath.read_text())["models"]["tiny"]
+    assert isinstance(entry["lipschitz"], float) and entry["eval"]["forward_ms_256"] > 0
+    assert zoo.load("tiny", manifest=mpath).lipschitz == entry["lipschitz"]
+    assert "BM3D" in zoo.card("bm3d")
