@@ -38,7 +38,9 @@ DEFAULTS: dict[str, Any] = {
     "operator": {"type": "blur", "kernel": "uniform", "size": 9, "boundary": "circular"},
     "noise": {"type": "gaussian", "sigma": 1.0 / 255.0},
     "prior": {
-        "denoiser": "drunet_gray",
+        # the Lipschitz-controlled DnCNN trained at sigma = 5/255: the PnP-ULA paper's setting
+        # (residual 1-Lipschitz, eps = (5/255)^2); drunet_* are noise-conditional alternatives
+        "denoiser": "lipdncnn_gray_s5",
         "eps": (5.0 / 255.0) ** 2,  # denoiser noise VARIANCE (PnP-ULA epsilon)
         "alpha": 1.0,
         "lipschitz": None,  # residual Lipschitz constant L; None: the model card's value
