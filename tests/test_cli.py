@@ -146,7 +146,7 @@ def test_simulate_writes_observation(tmp_path):
 
 def test_interrupt_then_resume_gives_identical_estimates(tmp_path):
     """SIGINT a real CLI process mid-run, resume it, compare with an uninterrupted run."""
-    cfg = _tiny_config(tmp_path, n_steps=400, n_burnin=20)
+    cfg = _tiny_config(tmp_path, n_steps=100, n_burnin=20)  # ~5 s: time to SIGINT after the first checkpoint
     ref = tmp_path / "ref"
     assert main(["run", str(cfg), "--out", str(ref), "--quiet"]) == 0
     out = tmp_path / "out"
