@@ -169,6 +169,27 @@ def _run_map(cfg, problem, prior, x0, work: Path, generator, progress: bool, res
     return res.x, info, wall
 
 
+class _SamplingProgress:
+    """``on_step`` callback: advances the tqdm bar (rate, ETA) and shows a running bulk-ESS
+    estimate of the image mean, recomputed every ``every`` steps from the post-burn-in draws seen
+    by this process (after a resume: the draws since the resume)."""
+
+    def __init__(self, bar, n_burnin: int, every: int = 25):
+        self.bar, self.n_burnin, self.every = bar, n_burnin, every
+        self.draws: list[np.ndarray] = []
+
+    def __call__(self, iteration: int, state, info) -> None:
+        self.bar.update(1)
+        if iteration <= self.n_burnin:
+            return
+        self.draws.append(state.x.detach().mean(dim=(1, 2, 3)).double().cpu().numpy())
+        if len(self.draws) >= 8 and iteration % self.every == 0:
+            from pnp_imaging.diagnostics import ess
+
+            value = ess(np.stack(self.draws, axis=1))
+            self.bar.set_postfix(ess_mean=f"{value:.0f}" if np.isfinite(value) else "nan", refresh=False)
+
+
 def _bar(total: int, desc: str, enabled: bool):
     if not enabled:
         return None
@@ -251,14 +272,14 @@ def run(config: Mapping[str, Any] | str | os.PathLike, *, out_dir: str | os.Path
         if bar:
             bar.update(done)
         result = ckpt.resume(work / "checkpoint.pt", kernel, generator=generator, checkpoint=ck, on_sample=reservoir,
-                             on_step=(lambda i, st, info: bar.update(1)) if bar else None)
+                             on_step=_SamplingProgress(bar, s["n_burnin"]) if bar else None)
     else:
         x0 = dispersed_init(start.reshape(1, *start.shape[1:]), s["chains"], spread=s["init_spread"], generator=generator)
         state = kernel.init(x0)
         stats = PosteriorStats(tuple(x0.shape), probs=probs, scales=scales, device=x0.device)
         result = run_chain(kernel, state, n_steps=s["n_steps"], n_burnin=s["n_burnin"], thin=s["thin"],
                            generator=generator, stats=stats, trace=trace_cfg, checkpoint=ck, on_sample=reservoir,
-                           on_step=(lambda i, st, info: bar.update(1)) if bar else None)
+                           on_step=_SamplingProgress(bar, s["n_burnin"]) if bar else None)
     if bar:
         bar.close()
     timings["sampling_s"] = time.perf_counter() - t0
