@@ -323,9 +323,11 @@ def run(config: Mapping[str, Any] | str | os.PathLike, *, out_dir: str | os.Path
     }
     if reservoir is not None:
         summary["mismatch"] = _mismatch(cfg, problem, denoiser, prior, reservoir.stacked(), dtype)
-    card = getattr(denoiser, "card_path", None)
-    if card:
-        summary["denoiser_card"] = str(card)
+    import denoisers_zoo
+
+    card = Path(denoisers_zoo.__file__).parent / "weights" / f"{cfg['prior']['denoiser']}.md"
+    if card.is_file():
+        summary["denoiser_card"] = card.as_uri()
     if x_true is not None:
         summary["psnr_y"] = psnr(problem.y.detach().cpu(), x_true) if problem.y.shape == x_true.shape else None
         summary["psnr_mmse"] = psnr(mmse, x_true)

@@ -272,7 +272,10 @@ def render_report(run_dir: str | Path, *, regenerate_figures: bool = True) -> Pa
         parts.append("</table>")
 
     parts.append("<h2>Run metadata</h2><table>")
-    for key in ("seed", "versions", "timings", "denoiser_card", "started", "n_steps", "n_burnin", "thin"):
+    if s.get("denoiser_card"):
+        link = html.escape(s["denoiser_card"])
+        parts.append(f"<tr><td>denoiser model card</td><td><a href='{link}'>{link}</a></td></tr>")
+    for key in ("seed", "versions", "timings", "started", "n_steps", "n_burnin", "thin"):
         if key in s:
             parts.append(f"<tr><td>{key}</td><td>{_fmt(json.dumps(s[key]) if isinstance(s[key], dict) else s[key])}</td></tr>")
     parts.append("</table>")

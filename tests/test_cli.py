@@ -102,7 +102,7 @@ def test_report_is_self_contained_and_rerenderable(tmp_path):
     parser.feed(text)
     assert len(parser.images) >= 6
     assert all(img["src"].startswith("data:image/png;base64,") for img in parser.images)
-    assert "split-R̂" in text and "Resolved config" in text
+    assert "split-R̂" in text and "Resolved config" in text and "model card" in text
     (out / "report.html").unlink()
     assert main(["report", str(out)]) == 0
     assert (out / "report.html").is_file()
