@@ -46,7 +46,7 @@ from typing import NamedTuple
 
 import torch
 
-from pnp_imaging.samplers.base import Kernel, check_count
+from pnp_imaging.samplers.base import Kernel, apply_box, check_count, initial_position
 
 __all__ = [
     "SKROCKParams",
@@ -202,11 +202,7 @@ def grad_potential(x: torch.Tensor, problem, prior, params: SKROCKParams) -> tor
 
 def init(x0: torch.Tensor, problem, prior, params: SKROCKParams) -> SKROCKState:
     """State at ``x0`` ``[B, C, H, W]`` (projected onto C if ``projected``). No evaluation."""
-    if x0.ndim != 4:
-        raise ValueError(f"x0: expected [B, C, H, W] (B = chains), got shape {tuple(x0.shape)}")
-    x = x0.detach().clone()
-    if params.projected:
-        x.clamp_(*params.clip)
+    x = initial_position(x0, params.clip, params.projected)
     return SKROCKState(x=x, grad=None, step=0)
 
 
@@ -229,15 +225,7 @@ def step(state: SKROCKState, problem, prior, params: SKROCKParams, *, generator:
         k.add_(k_prev, alpha=nu[j]).add_(k_prev2, alpha=ka[j])
         k_prev2, k_prev = k_prev, k
     x_new = k_prev
-    if params.clip is None:
-        oob = torch.full((x.shape[0],), float("nan"), dtype=x.dtype, device=x.device)
-    else:
-        lo, hi = params.clip
-        if params.projected:
-            x_new.clamp_(lo, hi)
-            oob = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        else:
-            oob = ((x_new < lo) | (x_new > hi)).flatten(1).to(x.dtype).mean(1)
+    oob = apply_box(x_new, params.clip, params.projected)
     return SKROCKState(x_new, None, state.step + 1), SKROCKInfo(oob, s)
 
 

@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import torch
 
-from pnp_imaging.samplers.base import Kernel
+from pnp_imaging.samplers.base import Kernel, apply_box, initial_position
 
 __all__ = ["ULAParams", "ULAState", "ULAInfo", "make_params", "init", "step", "kernel", "drift", "auto_rule"]
 
@@ -180,11 +180,7 @@ def drift(x: torch.Tensor, problem, prior, params: ULAParams) -> torch.Tensor:
 
 def init(x0: torch.Tensor, problem, prior, params: ULAParams) -> ULAState:
     """State at ``x0`` (``[B, C, H, W]``; projected onto C for PPnP-ULA); one drift evaluation."""
-    if x0.ndim != 4:
-        raise ValueError(f"x0: expected [B, C, H, W] (B = chains), got shape {tuple(x0.shape)}")
-    x = x0.detach().clone()
-    if params.projected:
-        x.clamp_(*params.clip)
+    x = initial_position(x0, params.clip, params.projected)
     return ULAState(x=x, drift=drift(x, problem, prior, params), step=0)
 
 
@@ -197,15 +193,7 @@ def step(state: ULAState, problem, prior, params: ULAParams, *, generator: torch
     d = params.step_size
     x_new = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     x_new.mul_(math.sqrt(2.0 * d)).add_(state.drift, alpha=d).add_(x)
-    if params.clip is None:
-        oob = torch.full((x.shape[0],), float("nan"), dtype=x.dtype, device=x.device)
-    else:
-        lo, hi = params.clip
-        if params.projected:
-            x_new.clamp_(lo, hi)
-            oob = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        else:
-            oob = ((x_new < lo) | (x_new > hi)).flatten(1).to(x.dtype).mean(1)
+    oob = apply_box(x_new, params.clip, params.projected)
     return ULAState(x_new, drift(x_new, problem, prior, params), state.step + 1), ULAInfo(oob)
 
 
