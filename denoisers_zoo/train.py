@@ -7,14 +7,20 @@ Usage::
 The recipe describes the whole run: ``name``, ``arch``, ``data`` (skimage.data images listed
 explicitly, ``held_out``, ``channels``, ``patch``), ``sigma`` (distribution on the [0,1] scale),
 ``loss``, ``optim`` (Adam, cosine lr schedule), ``steps``, ``batch``, ``seed``, ``threads``,
-``max_wall_minutes``, ``checkpoint_every``, ``sigma_range``.
+``max_wall_minutes``, ``checkpoint_every``, ``sigma_range``; optionally ``init_from``
+(``{file: <weights .pt relative to the repo root>, sha256: <hex>}``) to fine-tune from the
+output of an earlier recipe (a two-stage training: each stage is its own recipe file).
+
+``sigma`` distributions: ``{dist: uniform, low, high}``, ``{dist: loguniform, low, high}``
+(low > 0; puts more mass at small noise levels, where PnP priors are used), ``{dist: fixed,
+value}``, and ``{dist: mixture, components: [<dist>, ...], weights: [w, ...]}``.
 
 Budget: training stops after ``steps`` steps or ``max_wall_minutes`` of training wall time
 (accumulated over resumes), whichever comes first. The cosine learning-rate schedule follows
 ``progress = max(step / steps, wall / max_wall)`` so the rate is annealed in both cases; the
 number of steps actually done is recorded in ``train_info.json`` and in the model card.
 
-Outputs in ``--out`` (default ``training_scratch/<name>``): ``ckpt.pt`` (atomic, periodic),
+Outputs in ``--out`` (default ``training_scratch/<recipe file stem>``): ``ckpt.pt`` (atomic, periodic),
 ``log.jsonl``, and at the end ``<name>.pt`` (float32 state_dict) + ``train_info.json``.
 ``--install`` copies the weights into ``denoisers_zoo/weights/`` and updates ``manifest.json``.
 """
@@ -74,13 +80,41 @@ def load_recipe(path: str | os.PathLike) -> dict:
 
 
 def _sample_sigma(cfg: dict, batch: int, generator: torch.Generator) -> torch.Tensor:
+    """Draw ``batch`` noise levels from the recipe's ``sigma`` distribution (see module doc)."""
     dist = cfg.get("dist", "uniform")
     if dist == "uniform":
         lo, hi = float(cfg["low"]), float(cfg["high"])
         return lo + (hi - lo) * torch.rand(batch, generator=generator)
+    if dist == "loguniform":
+        lo, hi = float(cfg["low"]), float(cfg["high"])
+        if not 0.0 < lo < hi:
+            raise ValueError(f"sigma: loguniform needs 0 < low < high, got low={lo}, high={hi}")
+        return torch.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * torch.rand(batch, generator=generator))
     if dist == "fixed":
         return torch.full((batch,), float(cfg["value"]))
-    raise ValueError(f"sigma.dist: unknown {dist!r}; use 'uniform' (low, high) or 'fixed' (value)")
+    if dist == "mixture":
+        comps, w = list(cfg["components"]), torch.tensor(cfg["weights"], dtype=torch.float64)
+        if len(comps) != len(w) or len(comps) == 0 or bool((w < 0).any()) or float(w.sum()) <= 0:
+            raise ValueError("sigma: mixture needs as many non-negative weights as components (and at least one)")
+        pick = torch.multinomial(w / w.sum(), batch, replacement=True, generator=generator)
+        draws = torch.stack([_sample_sigma(c, batch, generator) for c in comps])  # [K, batch]
+        return draws.gather(0, pick.view(1, -1)).view(-1)
+    raise ValueError(f"sigma.dist: unknown {dist!r}; use uniform, loguniform, fixed or mixture")
+
+
+def _load_init(net, init: dict) -> None:
+    """Fine-tuning start: load ``init['file']`` (repo-relative) after checking its sha256."""
+    path = Path(init["file"])
+    if not path.is_absolute():
+        path = ROOT.parent / path
+    if not path.exists():
+        raise FileNotFoundError(f"init_from.file: {path} not found; train the earlier stage's recipe first")
+    want = str(init.get("sha256", ""))
+    got = sha256_file(path)
+    if want and got != want:
+        raise ValueError(f"init_from.sha256: {path} has sha256 {got}, recipe expects {want}; retrain the earlier stage")
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    print(f"[train] initialised from {path} (sha256 {got[:12]}...)", flush=True)
 
 
 def _lr(optim: dict, progress: float) -> float:
@@ -168,8 +202,11 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
         gen.set_state(ck["generator"])
         step, wall, ema = int(ck["step"]), float(ck["wall"]), ck.get("ema")
         print(f"[train] resumed {name} at step {step} (wall {wall / 60:.1f} min)", flush=True)
-    elif ckpt_path.exists() and not resume:
-        print(f"[train] {ckpt_path} exists; starting from scratch (pass --resume to continue)", flush=True)
+    else:
+        if ckpt_path.exists() and not resume:
+            print(f"[train] {ckpt_path} exists; starting from scratch (pass --resume to continue)", flush=True)
+        if recipe.get("init_from"):
+            _load_init(net, recipe["init_from"])
 
     loss_kind = recipe.get("loss", "mse")
     log_f = open(out / "log.jsonl", "a")
@@ -295,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true", help="disable the tqdm progress bar")
     a = ap.parse_args(argv)
     recipe = load_recipe(a.recipe)
-    out = a.out or str(ROOT.parent / "training_scratch" / recipe["name"])
+    out = a.out or str(ROOT.parent / "training_scratch" / Path(a.recipe).stem)
     if not a.install_only:
         train(recipe, out, resume=a.resume, progress_bar=not a.no_progress, snapshot=a.snapshot)
     if a.install or a.install_only:

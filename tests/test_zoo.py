@@ -348,6 +348,46 @@ log_every: 10
     assert len(info["sha256"]) == 64
 
 
+def test_sigma_distributions_cover_their_support_and_mixture_weights():
+    from denoisers_zoo.train import _sample_sigma
+
+    g = torch.Generator().manual_seed(0)
+    n = 40000
+    lo, hi = 1 / 255, 55 / 255
+    s = _sample_sigma({"dist": "loguniform", "low": lo, "high": hi}, n, g)
+    assert float(s.min()) >= lo and float(s.max()) <= hi
+    # log s is uniform: its mean is the midpoint; std of the mean is (log(hi/lo)/sqrt(12))/sqrt(n)
+    tol = 5 * math.log(hi / lo) / math.sqrt(12 * n)
+    assert abs(float(s.log().mean()) - 0.5 * (math.log(lo) + math.log(hi))) < tol
+    mix = {"dist": "mixture", "weights": [3, 1],
+           "components": [{"dist": "fixed", "value": 0.1}, {"dist": "fixed", "value": 0.2}]}
+    m = _sample_sigma(mix, n, g)
+    frac = float((m == 0.1).float().mean())
+    assert abs(frac - 0.75) < 5 * math.sqrt(0.75 * 0.25 / n)  # binomial, 5 standard errors
+    with pytest.raises(ValueError, match="loguniform"):
+        _sample_sigma({"dist": "loguniform", "low": 0.0, "high": hi}, 4, g)
+    with pytest.raises(ValueError, match="mixture"):
+        _sample_sigma(dict(mix, weights=[1.0]), 4, g)
+
+
+def test_init_from_loads_weights_and_checks_sha(tmp_path):
+    from denoisers_zoo.train import _load_init, sha256_file
+
+    arch = {"type": "drunet", "channels": 1, "nc": [8, 16, 32, 64], "nb": 1}
+    torch.manual_seed(1)
+    src = build_net(arch)
+    f = tmp_path / "stage1.pt"
+    torch.save(src.state_dict(), f)
+    torch.manual_seed(2)
+    dst = build_net(arch)
+    _load_init(dst, {"file": str(f), "sha256": sha256_file(f)})
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+    with pytest.raises(ValueError, match="init_from.sha256"):
+        _load_init(dst, {"file": str(f), "sha256": "0" * 64})
+    with pytest.raises(FileNotFoundError, match="init_from.file"):
+        _load_init(dst, {"file": str(tmp_path / "missing.pt")})
+
+
 def test_recipe_rejects_held_out_camera(tmp_path):
     from denoisers_zoo.train import load_recipe
 
