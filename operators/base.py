@@ -35,6 +35,17 @@ class LinearOperator:
     def AtA(self, x: torch.Tensor) -> torch.Tensor:  # noqa: N802
         return self.A_adjoint(self.A(x))
 
+    #: True when :meth:`prox_l2` is exact and cheap (a diagonal or FFT-diagonal ``A^T A``).
+    has_exact_prox: bool = False
+
+    def prox_l2(self, z: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
+        """``argmin_x (gamma/2)||A x - y||^2 + (1/2)||x - z||^2 = (I + gamma A^T A)^{-1}(z + gamma A^T y)``
+        (deepinv's ``prox_l2`` convention). Only operators with ``has_exact_prox`` implement it."""
+        raise NotImplementedError(
+            f"{type(self).__name__}: no exact prox_l2 (A^T A is not diagonal in a known basis); "
+            "use a gradient step instead (map.splitting: gradient)"
+        )
+
     def norm_squared(
         self,
         shape: Sequence[int],

@@ -147,3 +147,15 @@ class Blur(LinearOperator):
         if self._use_fft():
             return self._fft(y).A_adjoint(y)
         return Fn.conv2d_padded_adjoint(y, self._filter(y), self.boundary)
+
+    @property
+    def has_exact_prox(self) -> bool:  # circular: A^T A is diagonal in the Fourier basis
+        return self._use_fft()
+
+    def prox_l2(self, z: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
+        """Circular boundary: ``(I + gamma A^T A)^{-1}(z + gamma A^T y)`` by FFT (deepinv
+        ``BlurFFT.prox_l2``). Other boundaries have no exact prox (raises)."""
+        if not self._use_fft():
+            return super().prox_l2(z, y, gamma)
+        self._check_shape(tuple(z.shape), "z")
+        return self._fft(z).prox_l2(z, y, gamma)

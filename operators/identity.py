@@ -28,6 +28,11 @@ class Identity(LinearOperator):
         """``||I||^2 = 1`` exactly; kwargs ignored."""
         return 1.0
 
+    has_exact_prox = True
+
+    def prox_l2(self, z: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
+        return (z + gamma * y) / (1.0 + gamma)
+
     def __repr__(self) -> str:
         return "Identity()"
 

@@ -165,3 +165,10 @@ class Inpainting(LinearOperator):
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:  # noqa: N802
         return self._m(y) * y
+
+    has_exact_prox = True
+
+    def prox_l2(self, z: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
+        """Pixel-wise ``(z + gamma m y) / (1 + gamma m^2)`` (``A^T A = diag(m^2)``)."""
+        m = self._m(z)
+        return (z + gamma * m * y) / (1.0 + gamma * m * m)

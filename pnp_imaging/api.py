@@ -148,7 +148,10 @@ def _run_map(cfg, problem, prior, x0, work: Path, generator, progress: bool, res
         return saved["x"].to(x0), saved["info"], 0.0
     m = cfg["map"]
     box = tuple(cfg["sampler"]["box"]) if cfg["sampler"]["box"] is not None else None
-    params = pnp_sgd.auto_params(problem, prior, box=box)
+    try:
+        params = pnp_sgd.auto_params(problem, prior, box=box, splitting=m["splitting"])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     bar = _bar(m["n_steps"], "MAP (PnP-SGD)", progress)
     t0 = time.perf_counter()
     res = pnp_sgd.run_map(problem, prior, x0, n_steps=m["n_steps"], params=params, generator=generator,
@@ -162,6 +165,7 @@ def _run_map(cfg, problem, prior, x0, work: Path, generator, progress: bool, res
             "(the denoiser's residual Lipschitz constant may exceed its model-card value)"
         )
     info = {"n_iter": res.n_iter, "stop_reason": res.stop_reason, "step_size": params.step_size,
+            "splitting": params.splitting,
             "perturbation": params.perturbation, "wall_s": wall,
             "grad_norm_last": res.grad_norm[-1] if res.grad_norm else None}
     _atomic_torch_save({"x": res.x.detach().cpu(), "info": info, "rng": generator.get_state()}, path)
@@ -272,14 +276,16 @@ def run(config: Mapping[str, Any] | str | os.PathLike, *, out_dir: str | os.Path
         if bar:
             bar.update(done)
         result = ckpt.resume(work / "checkpoint.pt", kernel, generator=generator, checkpoint=ck, on_sample=reservoir,
-                             on_step=_SamplingProgress(bar, s["n_burnin"]) if bar else None)
+                             on_step=_SamplingProgress(bar, s["n_burnin"]) if bar else None,
+                             max_nll_rise=s["max_nll_rise"])
     else:
         x0 = dispersed_init(start.reshape(1, *start.shape[1:]), s["chains"], spread=s["init_spread"], generator=generator)
         state = kernel.init(x0)
         stats = PosteriorStats(tuple(x0.shape), probs=probs, scales=scales, device=x0.device)
         result = run_chain(kernel, state, n_steps=s["n_steps"], n_burnin=s["n_burnin"], thin=s["thin"],
                            generator=generator, stats=stats, trace=trace_cfg, checkpoint=ck, on_sample=reservoir,
-                           on_step=_SamplingProgress(bar, s["n_burnin"]) if bar else None)
+                           on_step=_SamplingProgress(bar, s["n_burnin"]) if bar else None,
+                           max_nll_rise=s["max_nll_rise"])
     if bar:
         bar.close()
     timings["sampling_s"] = time.perf_counter() - t0

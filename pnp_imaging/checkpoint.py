@@ -155,6 +155,7 @@ def resume(
     stats: PosteriorStats | None = None,
     n_steps: int | None = None,
     max_abs: float = 1e3,
+    max_nll_rise: float | None = 10.0,
 ):
     """Continue the run saved at ``path`` with ``kernel`` (same sampler, params and prior).
 
@@ -163,6 +164,7 @@ def resume(
     saved ``every``; pass another :class:`CheckpointConfig` or None. ``stats``: a fresh
     :class:`PosteriorStats` to restore into (default: rebuilt from the saved shape, probs and
     scales). ``n_steps`` may extend the run (``>=`` the saved one; burn-in and thinning stay).
+    ``max_abs`` / ``max_nll_rise``: the divergence guards of :func:`run_chain`.
     Returns the :class:`~pnp_imaging.samplers.base.ChainResult` of the whole run.
     """
     from pnp_imaging.samplers.base import TraceConfig, _drive, _Run, check_count
@@ -211,4 +213,4 @@ def resume(
     elif isinstance(checkpoint, str):
         raise ValueError(f"checkpoint: pass 'same', None or a CheckpointConfig, got {checkpoint!r}")
     return _drive(kernel, run, generator=generator, on_sample=on_sample, on_step=on_step,
-                  checkpoint=checkpoint, max_abs=float(max_abs))
+                  checkpoint=checkpoint, max_abs=float(max_abs), max_nll_rise=max_nll_rise)

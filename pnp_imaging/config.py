@@ -59,8 +59,10 @@ DEFAULTS: dict[str, Any] = {
         "projected": False,
         "init": "map",  # map | back_projection
         "init_spread": 0.05,
+        "max_nll_rise": 10.0,  # divergence guard: -log p(y|x) rise above its best, per measurement
     },
-    "map": {"type": "pnp-sgd", "n_steps": 300, "tol": 1e-5, "enabled": True},
+    # splitting: auto = proximal data step when exact (Gaussian noise + inpainting/circular blur), else gradient
+    "map": {"type": "pnp-sgd", "n_steps": 300, "tol": 1e-5, "enabled": True, "splitting": "auto"},
     "estimates": {"credible_level": 0.9, "scales": [1, 2, 4, 8], "n_projections": 4},
     "checkpoint_every": 500,
     "mismatch": None,  # optional: {denoiser: other zoo name} and/or {operator: {...}}
@@ -81,7 +83,7 @@ _INT_KEYS = {
     "estimates.n_projections",
     "checkpoint_every",
 }
-_POSITIVE_FLOATS = {"prior.eps", "prior.alpha", "sampler.eta", "sampler.step_fraction", "map.tol"}
+_POSITIVE_FLOATS = {"prior.eps", "prior.alpha", "sampler.eta", "sampler.step_fraction", "map.tol", "sampler.max_nll_rise"}
 
 
 def _fail(key: str, message: str) -> None:
@@ -151,6 +153,8 @@ def _validate(cfg: dict, base_dir: Path) -> None:
         _fail("sampler.step_fraction", f"must be in (0, 1], got {s['step_fraction']}")
     if s["init"] not in ("map", "back_projection"):
         _fail("sampler.init", f"must be 'map' or 'back_projection', got {s['init']!r}")
+    if cfg["map"]["splitting"] not in ("auto", "proximal", "gradient"):
+        _fail("map.splitting", f"must be 'auto', 'proximal' or 'gradient', got {cfg['map']['splitting']!r}")
     box = s["box"]
     if box is not None and (not isinstance(box, (list, tuple)) or len(box) != 2 or not box[0] < box[1]):
         _fail("sampler.box", f"must be [low, high] with low < high (or null), got {box!r}")

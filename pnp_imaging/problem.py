@@ -102,6 +102,24 @@ class Problem:
         """``∇_x -log p(y | x) = A^T ∇_z nll(y, A x)``; shape of ``x`` (``[B, C, H, W]``)."""
         return self.noise.grad(x, self.y, self.operator)
 
+    @property
+    def has_data_prox(self) -> bool:
+        """True when ``prox_{t f_y}`` is exact and cheap: Gaussian noise and an operator whose
+        ``A^T A`` is diagonal (inpainting, circular blur, identity)."""
+        from operators.noise import GaussianNoise
+
+        return type(self.noise) is GaussianNoise and bool(getattr(self.operator, "has_exact_prox", False))
+
+    def data_prox(self, v: torch.Tensor, t: float) -> torch.Tensor:
+        """``prox_{t f_y}(v) = argmin_x t ||A x - y||^2 / (2 sigma^2) + ||x - v||^2 / 2`` for
+        Gaussian noise: ``operator.prox_l2(v, y, t / sigma^2)``. Requires :attr:`has_data_prox`."""
+        if not self.has_data_prox:
+            raise ValueError(
+                f"data_prox: needs Gaussian noise and an operator with an exact prox (inpainting, circular blur, "
+                f"identity); got {type(self.noise).__name__} with {type(self.operator).__name__}. Use map.splitting: gradient"
+            )
+        return self.operator.prox_l2(v, self.y, t / self.noise.sigma**2)
+
     @cached_property
     def data_lipschitz(self) -> float:
         """``L_y = ||A||^2 · L_z(y)`` (cached). ``||A||^2`` by power iteration on ``A^T A``

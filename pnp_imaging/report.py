@@ -275,9 +275,9 @@ def render_report(run_dir: str | Path, *, regenerate_figures: bool = True) -> Pa
     if s.get("denoiser_card"):
         link = html.escape(s["denoiser_card"])
         parts.append(f"<tr><td>denoiser model card</td><td><a href='{link}'>{link}</a></td></tr>")
-    for key in ("seed", "versions", "timings", "started", "n_steps", "n_burnin", "thin"):
+    for key in ("seed", "versions", "timings", "started", "n_steps", "n_burnin", "thin", "map"):
         if key in s:
-            parts.append(f"<tr><td>{key}</td><td>{_fmt(json.dumps(s[key]) if isinstance(s[key], dict) else s[key])}</td></tr>")
+            parts.append(f"<tr><td>{key}</td><td>{_fmt(json.dumps(s[key], default=str) if isinstance(s[key], dict) else s[key])}</td></tr>")
     parts.append("</table>")
     if res["config_text"]:
         parts.append(f"<h3>Resolved config</h3><pre>{html.escape(res['config_text'])}</pre>")

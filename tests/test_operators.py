@@ -227,6 +227,32 @@ def test_norm_squared_matches_dense_matrix(gen):
     assert op.norm_squared((1, 1, 8, 9), n_iter=2000, tol=1e-12, generator=gen) == pytest.approx(exact, rel=1e-6)
 
 
+# ---------------------------------------------------------------- exact prox of the data term
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_prox_l2_matches_dense_solve_or_is_refused(name, gen):
+    """Where an operator claims an exact prox, ``(I + gamma A^T A)^{-1}(z + gamma A^T y)`` by a
+    dense solve must match it to 1e-10 (float64); elsewhere prox_l2 raises a one-line error."""
+    C, h, w = 1, 8, 9  # small enough for a dense solve, large enough for every kernel and box
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        op = build_operator(CASES[name], (C, h, w))
+    z = torch.rand(2, C, h, w, generator=gen, dtype=torch.float64)
+    y = op.A(torch.rand(2, C, h, w, generator=gen, dtype=torch.float64))
+    if not op.has_exact_prox:
+        with pytest.raises(NotImplementedError, match="prox"):
+            op.prox_l2(z, y, 3.0)
+        return
+    n = C * h * w
+    eye = torch.eye(n, dtype=torch.float64).reshape(n, 1, C, h, w)
+    M = torch.stack([op.A(e).flatten() for e in eye], 1)
+    for gamma in (0.5, 3.0, 1e4):
+        got = op.prox_l2(z, y, gamma)
+        lhs = torch.eye(n, dtype=torch.float64) + gamma * M.T @ M
+        for b in range(2):
+            want = torch.linalg.solve(lhs, z[b].flatten() + gamma * M.T @ y[b].flatten())
+            assert torch.allclose(got[b].flatten(), want, atol=1e-10, rtol=0), (name, gamma)
+
+
 # ---------------------------------------------------------------- kernels and masks
 def test_kernels_basic(gen):
     for k in (uniform_kernel(5), gaussian_kernel(7, 1.6), motion_kernel(9, generator=gen)):

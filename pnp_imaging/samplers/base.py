@@ -377,6 +377,7 @@ def run_chain(
     stats: PosteriorStats | None = None,
     trace: TraceConfig | None = None,
     max_abs: float = 1e3,
+    max_nll_rise: float | None = 10.0,
 ) -> ChainResult:
     """Run ``kernel`` from ``state`` for ``n_steps`` steps; the only sampling loop.
 
@@ -398,6 +399,16 @@ def run_chain(
             that iteration with :class:`DivergenceError` (message names the likely cause); the
             last checkpoint on disk is the last good one (nothing is written after a
             divergence). Images live in [0, 1], so 1e3 is far outside any sane posterior.
+        max_nll_rise: second guard, for blow-ups that stay inside the box (a hard projection
+            keeps ``|x| <= 1`` while the chain oscillates away from the data): stop with
+            :class:`DivergenceError` when a chain's ``-log p(y|x)`` rises more than
+            ``max_nll_rise * m`` above the lowest value it reached in this run (``m`` = number
+            of entries of ``y``). At stationarity ``-log p(y|x)`` fluctuates by ``O(sqrt(m))``
+            (Gaussian noise: ``chi^2_m / 2``, std ``sqrt(m/2)``) and the drift from a MAP start
+            down to the stationary band is below ``m/2``, so the default 10 cannot fire on a
+            healthy chain; the unstable hard-projection SK-ROCK run on cameraman rose by ~90 m.
+            Uses the traced log-likelihood (``trace.loglik``; no guard without it); ``None``
+            disables it. The reference minimum is recomputed from the traces on resume.
 
     Returns:
         :class:`ChainResult`. Ctrl-C (SIGINT, main thread) stops at the end of the current
@@ -424,11 +435,27 @@ def run_chain(
     elif tuple(stats.shape) != tuple(x.shape):
         raise ValueError(f"stats: built for shape {stats.shape}, but state.x has shape {tuple(x.shape)}")
     run = _Run(kernel, state, n_steps, n_burnin, thin, stats, trace or TraceConfig())
+    if max_nll_rise is not None and not float(max_nll_rise) > 0:
+        raise ValueError(f"max_nll_rise: must be > 0 (or None to disable), got {max_nll_rise!r}")
     return _drive(kernel, run, generator=generator, on_sample=on_sample, on_step=on_step,
-                  checkpoint=checkpoint, max_abs=float(max_abs))
+                  checkpoint=checkpoint, max_abs=float(max_abs), max_nll_rise=max_nll_rise)
 
 
-def _drive(kernel, run: _Run, *, generator, on_sample, on_step, checkpoint, max_abs) -> ChainResult:
+def _nll_guard_message(kernel, it: int, rise: float, m: int, limit: float, ckpt: str | None) -> str:
+    p = kernel.params
+    step = getattr(p, "step_size", None)
+    where = f"; last good checkpoint kept at {ckpt}" if ckpt else ""
+    return (
+        f"{kernel.name}: chain diverged at iteration {it} (-log p(y|x) rose by {rise:.3g} = "
+        f"{rise / m:.3g} per measurement above its best value in this run; limit max_nll_rise = {limit:g} "
+        f"per measurement): the chain oscillates away from the data inside the box. Likely cause: step size "
+        f"{step!r} too large for the denoiser actually used (its residual is not {getattr(kernel.prior, 'residual_lipschitz', None)}-"
+        f"Lipschitz there), or a hard projection at a large step. Fix: reduce step_size (e.g. the "
+        f"'auto' rule or a smaller sampler.step_factor), use the soft-tail variant, or increase eps{where}"
+    )
+
+
+def _drive(kernel, run: _Run, *, generator, on_sample, on_step, checkpoint, max_abs, max_nll_rise=None) -> ChainResult:
     from pnp_imaging import checkpoint as ckpt_mod
 
     problem = kernel.problem
@@ -450,6 +477,13 @@ def _drive(kernel, run: _Run, *, generator, on_sample, on_step, checkpoint, max_
     ckpt_path = None if checkpoint is None else str(checkpoint.path)
     saved_at = -1  # iteration of the last checkpoint written by this call
     start_iter = run.iteration
+    nll_col = run.names.index("loglik") if (max_nll_rise is not None and "loglik" in run.names) else None
+    nll_best = nll_limit = None
+    if nll_col is not None:
+        m = max(1, int(problem.y[0].numel()))
+        nll_limit = float(max_nll_rise) * m
+        done = run.traces[: run.iteration, nll_col, :]  # [iterations so far, B]; resume-safe
+        nll_best = (-done).min(0).values if run.iteration else torch.full((run.n_chains,), math.inf, dtype=torch.float64)
     try:
         t0 = time.perf_counter()
         while run.iteration < run.n_steps:
@@ -462,6 +496,15 @@ def _drive(kernel, run: _Run, *, generator, on_sample, on_step, checkpoint, max_
                     _divergence_message(kernel, i, x, max_abs, good), iteration=i, checkpoint_path=good
                 )
             run.record(i, x, problem)
+            if nll_col is not None:
+                nll = -run.traces[i - 1, nll_col, :]
+                nll_best = torch.minimum(nll_best, nll)
+                rise = float((nll - nll_best).max())
+                if not rise <= nll_limit:  # also catches a NaN log-likelihood
+                    good = ckpt_path if ckpt_path is not None and os.path.exists(ckpt_path) else None
+                    raise DivergenceError(
+                        _nll_guard_message(kernel, i, rise, m, float(max_nll_rise), good), iteration=i, checkpoint_path=good
+                    )
             keep = i > run.n_burnin and (i - run.n_burnin) % run.thin == 0
             if keep:
                 run.stats.update(x)
