@@ -155,7 +155,7 @@ def resume(
     stats: PosteriorStats | None = None,
     n_steps: int | None = None,
     max_abs: float = 1e3,
-    max_nll_rise: float | None = 10.0,
+    max_nll_rise: float | None = 2.0,
 ):
     """Continue the run saved at ``path`` with ``kernel`` (same sampler, params and prior).
 

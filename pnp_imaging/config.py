@@ -59,7 +59,7 @@ DEFAULTS: dict[str, Any] = {
         "projected": False,
         "init": "map",  # map | back_projection
         "init_spread": 0.05,
-        "max_nll_rise": 10.0,  # divergence guard: -log p(y|x) rise above its best, per measurement
+        "max_nll_rise": 2.0,  # divergence guard: -log p(y|x) rise above its best, per measurement
     },
     # splitting: auto = proximal data step when exact (Gaussian noise + inpainting/circular blur), else gradient
     "map": {"type": "pnp-sgd", "n_steps": 300, "tol": 1e-5, "enabled": True, "splitting": "auto"},

@@ -214,7 +214,8 @@ def test_divergence_guard_stops_within_one_iteration_and_keeps_last_good_checkpo
 def test_loglik_guard_catches_a_bounded_blow_up():
     """Projected ULA at 60x the step: the state stays in [0, 1] (the |x| guard never fires) but
     oscillates between the box faces, far from the data; the log-likelihood guard stops it at
-    the first iteration where -log p(y|x) exceeds its running minimum by 10 per measurement."""
+    the first iteration where -log p(y|x) exceeds its running minimum by 2 per measurement + 25
+    (the default max_nll_rise = 2)."""
     k_ref, s_ref, g_ref = _build(step_scale=60.0, projected=True)
     m = k_ref.problem.y[0].numel()
     best = torch.full((2,), float("inf"), dtype=torch.float64)
@@ -224,7 +225,7 @@ def test_loglik_guard_catches_a_bounded_blow_up():
         assert float(s_ref.x.abs().max()) <= 1.0
         nll = k_ref.problem.data_nll(s_ref.x).to(torch.float64)
         best = torch.minimum(best, nll)
-        if float((nll - best).max()) > 10.0 * m:
+        if float((nll - best).max()) > 2.0 * m + 25.0:
             first_bad = i
             break
     assert first_bad is not None and first_bad > 1
