@@ -11,11 +11,14 @@ Problems (cameraman, ``--crop`` centre crop, float32, same denoiser everywhere, 
 Methods (PSNR vs truth, estimate clamped to [0, 1]; wall time of one run each):
 
 * ``ours_map_pnp_sgd``: ``pnp_sgd.run_map`` with ``auto_params`` (s = √ε perturbation,
-  Robbins–Monro steps, box [-1, 2]) from the back-projection;
+  Robbins–Monro steps, box [-1, 2], proximal data step — exact for both problems) from the
+  back-projection;
+* ``ours_map_pnp_sgd_gradient_splitting``: the same with the explicit data-gradient step
+  (δ₀ = 1/(αL/ε + L_y)), to measure what the proximal step buys;
 * ``ours_mmse_skrock``: SK-ROCK (auto δ) from that MAP, ``--mmse-steps`` outer steps,
   ``--mmse-burnin`` discarded; its wall time INCLUDES the MAP's;
-* ``pnp_gd_deterministic``: the same PnP-SGD code with ``perturbation=0`` — plain (projected)
-  PnP gradient descent on U, the baseline without the stochastic smoothing;
+* ``pnp_gd_deterministic``: the same PnP-SGD code with ``perturbation=0`` — deterministic
+  (projected, proximal-)gradient descent on U, the baseline without the stochastic smoothing;
 * ``deepinv_dpir``: ``deepinv.optim.DPIR(sigma=σ_y, denoiser=D)`` (HQS, 8 iterations, denoiser σ
   annealed 49/255 → σ_y; deepinv's own parameters);
 * ``deepinv_pnp_hqs``: ``optim_builder("HQS", prior=PnP(D), data_fidelity=L2())`` at fixed
@@ -128,7 +131,16 @@ def run_problem(kind: str, problem, den, prior, cfg, seed: int) -> dict:
     t_map = time.perf_counter() - t
     M["ours_map_pnp_sgd"] = {"psnr": C.psnr(mres.x, x_true), "wall_s": t_map, "n_iter": mres.n_iter,
                              "stop_reason": mres.stop_reason, "step_size": params.step_size,
-                             "perturbation": params.perturbation}
+                             "perturbation": params.perturbation, "splitting": params.splitting}
+    if params.splitting == "proximal":  # the explicit-gradient variant, for comparison
+        pg = pnp_sgd.auto_params(problem, prior, splitting="gradient")
+        t = time.perf_counter()
+        gr = pnp_sgd.run_map(problem, prior, xb, n_steps=cfg["map_steps"], params=pg,
+                             generator=torch.Generator().manual_seed(seed), tol=cfg["map_tol"])
+        M["ours_map_pnp_sgd_gradient_splitting"] = {
+            "psnr": C.psnr(gr.x, x_true), "wall_s": time.perf_counter() - t, "n_iter": gr.n_iter,
+            "stop_reason": gr.stop_reason, "step_size": pg.step_size, "perturbation": pg.perturbation,
+            "splitting": "gradient"}
     # ours: MMSE from the MAP (its trace also serves the warm-start comparison)
     res_map, info_map = _skrock_run(problem, prior, mres.x, stages=cfg["stages"], n_steps=cfg["mmse_steps"],
                                     n_burnin=cfg["mmse_burnin"], seed=seed + 1)
@@ -138,14 +150,14 @@ def run_problem(kind: str, problem, den, prior, cfg, seed: int) -> dict:
                                                                            if k != "wall_s"}}
     else:
         M["ours_mmse_skrock"] = {"psnr": None, **info_map}
-    # deterministic PnP gradient descent (perturbation 0)
+    # deterministic PnP (proximal-)gradient descent (perturbation 0, same splitting as ours)
     params0 = pnp_sgd.auto_params(problem, prior, perturbation=0.0)
     t = time.perf_counter()
     gres = pnp_sgd.run_map(problem, prior, xb, n_steps=cfg["map_steps"], params=params0, generator=None,
                            tol=cfg["map_tol"])
     M["pnp_gd_deterministic"] = {"psnr": C.psnr(gres.x, x_true), "wall_s": time.perf_counter() - t,
                                  "n_iter": gres.n_iter, "stop_reason": gres.stop_reason,
-                                 "step_size": params0.step_size, "perturbation": 0.0}
+                                 "step_size": params0.step_size, "perturbation": 0.0, "splitting": params0.splitting}
 
     # deepinv solvers, same denoiser / y / operator
     physics = C.deepinv_physics(problem)
