@@ -403,8 +403,8 @@ def test_shipped_recipes_never_train_on_camera():
 
     recipes = sorted((Path(zoo.__file__).parent / "recipes").glob("*.yaml"))
     assert recipes
-    for r in recipes:
-        assert "camera" not in load_recipe(r)["data"]["train"]
+    for r in recipes:  # bench_denoisers / the model cards evaluate on both
+        assert not {"camera", "astronaut"} & set(load_recipe(r)["data"]["train"])
 
 
 # ----------------------------------------------------------------------------- shipped quality
