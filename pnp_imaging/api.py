@@ -149,7 +149,7 @@ def _run_map(cfg, problem, prior, x0, work: Path, generator, progress: bool, res
     m = cfg["map"]
     box = tuple(cfg["sampler"]["box"]) if cfg["sampler"]["box"] is not None else None
     try:
-        params = pnp_sgd.auto_params(problem, prior, box=box, splitting=m["splitting"])
+        params = pnp_sgd.auto_params(problem, prior, box=box, splitting=m["splitting"], step_fraction=m["step_fraction"])
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     bar = _bar(m["n_steps"], "MAP (PnP-SGD)", progress)
@@ -161,7 +161,7 @@ def _run_map(cfg, problem, prior, x0, work: Path, generator, progress: bool, res
         bar.close()
     if res.stop_reason == "divergence":
         raise ValueError(
-            f"map: PnP-SGD diverged at iteration {res.n_iter}; lower sampler.step_fraction or raise prior.eps "
+            f"map: PnP-SGD diverged at iteration {res.n_iter}; lower map.step_fraction or raise prior.eps "
             "(the denoiser's residual Lipschitz constant may exceed its model-card value)"
         )
     info = {"n_iter": res.n_iter, "stop_reason": res.stop_reason, "step_size": params.step_size,

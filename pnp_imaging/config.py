@@ -59,10 +59,11 @@ DEFAULTS: dict[str, Any] = {
         "projected": False,
         "init": "map",  # map | back_projection
         "init_spread": 0.05,
-        "max_nll_rise": 2.0,  # divergence guard: -log p(y|x) rise above its best, per measurement
+        "max_nll_rise": 2.0,  # divergence guard: -log p(y|x) rise above its best, per measurement (null: off)
     },
     # splitting: auto = proximal data step when exact (Gaussian noise + inpainting/circular blur), else gradient
-    "map": {"type": "pnp-sgd", "n_steps": 300, "tol": 1e-5, "enabled": True, "splitting": "auto"},
+    "map": {"type": "pnp-sgd", "n_steps": 300, "tol": 1e-5, "enabled": True, "splitting": "auto",
+            "step_fraction": 1.0},  # delta_0 = step_fraction / (alpha L / eps [+ L_y for gradient splitting])
     "estimates": {"credible_level": 0.9, "scales": [1, 2, 4, 8], "n_projections": 4},
     "checkpoint_every": 500,
     "mismatch": None,  # optional: {denoiser: other zoo name} and/or {operator: {...}}
@@ -83,7 +84,7 @@ _INT_KEYS = {
     "estimates.n_projections",
     "checkpoint_every",
 }
-_POSITIVE_FLOATS = {"prior.eps", "prior.alpha", "sampler.eta", "sampler.step_fraction", "map.tol", "sampler.max_nll_rise"}
+_POSITIVE_FLOATS = {"prior.eps", "prior.alpha", "sampler.eta", "sampler.step_fraction", "map.tol", "map.step_fraction"}
 
 
 def _fail(key: str, message: str) -> None:
@@ -153,6 +154,11 @@ def _validate(cfg: dict, base_dir: Path) -> None:
         _fail("sampler.step_fraction", f"must be in (0, 1], got {s['step_fraction']}")
     if s["init"] not in ("map", "back_projection"):
         _fail("sampler.init", f"must be 'map' or 'back_projection', got {s['init']!r}")
+    rise = s["max_nll_rise"]
+    if rise is not None and (isinstance(rise, bool) or not isinstance(rise, (int, float)) or not rise > 0):
+        _fail("sampler.max_nll_rise", f"must be a positive number (or null to disable the guard), got {rise!r}")
+    if not cfg["map"]["step_fraction"] <= 2.0:
+        _fail("map.step_fraction", f"must be in (0, 2] (forward-backward stability), got {cfg['map']['step_fraction']}")
     if cfg["map"]["splitting"] not in ("auto", "proximal", "gradient"):
         _fail("map.splitting", f"must be 'auto', 'proximal' or 'gradient', got {cfg['map']['splitting']!r}")
     box = s["box"]

@@ -41,6 +41,9 @@ def test_defaults_are_filled_and_paths_absolute():
         ({}, "image", "missing"),
         ({"image": IMAGE, "operator": "blur"}, "operator", "mapping"),
         ({"image": IMAGE, "map": {"type": "admm"}}, "map.type", "pnp-sgd"),
+        ({"image": IMAGE, "map": {"splitting": "admm"}}, "map.splitting", "'proximal'"),
+        ({"image": IMAGE, "map": {"step_fraction": 3}}, "map.step_fraction", "(0, 2]"),
+        ({"image": IMAGE, "sampler": {"max_nll_rise": 0}}, "sampler.max_nll_rise", "positive"),
     ],
 )
 def test_bad_config_one_line_error_naming_key(config, key, fragment):

@@ -455,8 +455,8 @@ def _nll_guard_message(kernel, it: int, rise: float, m: int, limit: float, ckpt:
         f"{rise / m:.3g} per measurement above its best value in this run; limit max_nll_rise = {limit:g} "
         f"per measurement + 25): the chain oscillates away from the data inside the box. Likely cause: step size "
         f"{step!r} too large for the denoiser actually used (its residual is not {getattr(kernel.prior, 'residual_lipschitz', None)}-"
-        f"Lipschitz there), or a hard projection at a large step. Fix: reduce step_size (e.g. the "
-        f"'auto' rule or a smaller sampler.step_factor), use the soft-tail variant, or increase eps{where}"
+        f"Lipschitz there), or a hard projection at a large step. Fix: reduce step_size (the "
+        f"'auto' rule, or a smaller sampler.step_fraction), use the soft-tail variant, or increase eps{where}"
     )
 
 
