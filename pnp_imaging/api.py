@@ -250,7 +250,7 @@ def run(config: Mapping[str, Any] | str | os.PathLike, *, out_dir: str | os.Path
 
     timings: dict[str, float] = {}
 
-    x_back = problem.back_projection().to(dtype)
+    x_back = problem.initial_guess().to(dtype)  # A^T y; inpainting: holes filled (Problem.initial_guess)
     x_map, map_info = None, None
     if cfg["map"]["enabled"]:
         x_map, map_info, timings["map_s"] = _run_map(cfg, problem, prior, x_back, work, generator, progress, resume)

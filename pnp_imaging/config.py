@@ -57,7 +57,7 @@ DEFAULTS: dict[str, Any] = {
         "step_fraction": 0.99,
         "box": [-1.0, 2.0],
         "projected": False,
-        "init": "map",  # map | back_projection
+        "init": "map",  # map | back_projection (inpainting: observed pixels + filled holes, Problem.initial_guess)
         "init_spread": 0.05,
         "max_nll_rise": 2.0,  # divergence guard: -log p(y|x) rise above its best, per measurement (null: off)
     },

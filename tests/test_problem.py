@@ -122,6 +122,22 @@ def test_back_projection(gen):
     assert torch.all(bp[..., 4:8, 4:8] == 0)
 
 
+def test_initial_guess_fills_inpainting_holes_and_is_the_back_projection_otherwise(gen):
+    from operators import Blur, Composition, uniform_kernel
+    from operators.inpainting import fill_missing
+
+    x = torch.full((1, 1, 16, 16), 0.6)
+    p = Problem.simulate(x, Inpainting(box_mask_tensor()), GaussianNoise(0.01), generator=gen)
+    g = p.initial_guess()
+    assert torch.equal(g, torch.clamp(fill_missing(p.y, p.operator.mask), 0, 1))
+    assert float((g[..., 4:8, 4:8] - 0.6).abs().max()) < 0.05  # the hole is filled from its border
+    blur = Blur(uniform_kernel(3), boundary="circular", image_shape=(1, 16, 16))
+    q = Problem.simulate(x, blur, GaussianNoise(0.01), generator=gen)
+    assert torch.equal(q.initial_guess(), q.back_projection())
+    c = Problem.simulate(x, Composition(blur, Inpainting(box_mask_tensor())), GaussianNoise(0.01), generator=gen)
+    assert float((c.initial_guess()[..., 4:8, 4:8] - 0.6).abs().max()) < 0.05
+
+
 def box_mask_tensor():
     m = torch.ones(1, 16, 16)
     m[:, 4:8, 4:8] = 0
