@@ -24,7 +24,7 @@ with these further documented choices:
   deterministic PnP gradient descent (the baseline in ``bench/``);
 - **hard projection** Π_C onto the box instead of the soft tail term (d(x,C)²/(2λ) with the
   PnP-ULA λ would cut δ₀ by ~4× at σ_y = 1/255 for no gain in an optimiser);
-- δ₀ = ``step_fraction`` / (α L/ε + L_y), k₀ = 100, a = 0.6;
+- δ₀ = ``step_fraction`` / (α L/ε + L_y) (gradient splitting; proximal: below), k₀ = 100, a = 0.6;
 - stop when the relative change ‖x_{k+1} − x_k‖/‖x_k‖ stays below ``tol`` for 10 consecutive
   iterations, at ``n_steps``, or on divergence (non-finite or exploding iterate);
 - ``splitting="proximal"`` (chosen by ``auto_params`` whenever it is exact: Gaussian noise and
