@@ -28,6 +28,34 @@ ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
 
 
+def _init_from(recipe_path: Path) -> dict | None:
+    import yaml
+
+    if not recipe_path.is_file():
+        return None
+    return (yaml.safe_load(recipe_path.read_text()) or {}).get("init_from")
+
+
+def _stage_rows(recipe_path: Path) -> list[str]:
+    """A two-stage recipe (``init_from``): one row naming the earlier stage and its budget."""
+    init = _init_from(recipe_path)
+    if not init:
+        return []
+    f = REPO / init["file"]
+    info_path = f.parent / "train_info.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    budget = (f"{info.get('steps_done')} steps, {info.get('train_wall_minutes')} min" if info else "budget not recorded here")
+    return [f"| fine-tuned from (stage 1) | `{info.get('recipe', init['file'])}` ({budget}; sha256 `{init.get('sha256', '')[:16]}…`); the rows above are stage 2 |"]
+
+
+def _stage1_command(recipe_path: Path) -> str:
+    init = _init_from(recipe_path)
+    if not init:
+        return ""
+    stem = Path(init["file"]).parent.name
+    return f"`python -m denoisers_zoo.train denoisers_zoo/recipes/{stem}.yaml` (stage 1), then "
+
+
 def _sigmas_for(den) -> list[float]:
     lo, hi = den.sigma_range
     if hi - lo < 1e-9:
@@ -94,6 +122,7 @@ def make_card(name: str, *, manifest: str | os.PathLike | None = None, bm3d: boo
         f"| sha256 | `{entry['sha256']}` |",
         f"| training steps | {tr.get('steps_done')} done of {tr.get('steps_planned')} planned (stopped by `{tr.get('stopped_by')}`) |",
         f"| training wall time | {tr.get('train_wall_minutes')} min, {tr.get('threads')} thread(s) |",
+        *_stage_rows(recipe_path),
         f"| training hardware | {tr.get('hardware')} |",
         f"| final training PSNR (EMA over training batches, sigma drawn as in the recipe) | {tr.get('final_train_psnr_ema', float('nan')):.2f} dB |",
         f"| forward time 256x256 (median, {torch.get_num_threads()} threads) | {t256 * 1e3:.1f} ms on {platform.machine()} ({_hardware()}); 1-min load average {load_before:.1f} when measured (other jobs inflate it) |",
@@ -126,7 +155,7 @@ def make_card(name: str, *, manifest: str | os.PathLike | None = None, bm3d: boo
         "Training images: scikit-image bundled images listed in the recipe (`data.train`); `camera` and `astronaut` are held out "
         "and used only for the evaluation above (astronaut crop rows 0:256, cols 128:384).", "",
         "## Recipe (`" + entry.get("recipe", "") + "`)", "", "```yaml", recipe_text.rstrip(), "```", "",
-        "Reproduce: `python -m denoisers_zoo.train " + entry.get("recipe", "RECIPE") + " --install` then "
+        "Reproduce: " + _stage1_command(recipe_path) + "`python -m denoisers_zoo.train " + entry.get("recipe", "RECIPE") + " --install` then "
         "`python -m denoisers_zoo.card " + name + "`. The stop rule is `steps` or `max_wall_minutes` of training time, "
         "whichever comes first, so on a different machine the number of steps (and the result) differs; the steps done are above.", "",
     ]
