@@ -141,7 +141,7 @@ class Problem:
         normalised convolution (:func:`operators.inpainting.fill_missing`); otherwise the
         back-projection. A start of zeros in 80 % of the pixels is far outside the range of a
         denoiser trained at sigma = 5/255, which then barely fills the holes (measured, PnP-SGD
-        200 iterations, lipdncnn_gray_s5, 80 % missing, 128² cameraman crop: 10.1 dB from
+        200 iterations, stage-1 lipdncnn_gray_s5, 80 % missing, 128² cameraman crop: 10.1 dB from
         ``A^T y`` vs 24.7 dB from this start, whose own PSNR is 22.9 dB)."""
         from operators.identity import Composition
         from operators.inpainting import Inpainting, fill_missing
