@@ -80,7 +80,22 @@ class DRUNetNet(nn.Module):
         return self.drunet.forward_unet(torch.cat((x, noise_map), 1))
 
 
-class ConvSpectralNorm(nn.Module):
+class _SpectralNormParam(nn.Module):
+    """Shared forward of the conv-norm parametrizations: ``W -> W / max(1, ||conv_W||)`` (or
+    ``W / ||conv_W||`` with ``always_normalize``); the norm estimate is refined by ``n_power``
+    power-iteration steps per training forward and frozen in eval mode. Subclasses provide
+    ``power_iterate(w, n)`` and ``operator_norm(w)``."""
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if self.training and self.n_power > 0:
+            self.power_iterate(w, self.n_power)
+        sigma = self.operator_norm(w)
+        if self.always_normalize:
+            return w / sigma
+        return w / torch.clamp(sigma, min=1.0)
+
+
+class ConvSpectralNorm(_SpectralNormParam):
     """Parametrization ``W -> W / max(1, ||conv_W||)`` with ``||conv_W||`` the operator norm of the
     (circular, ``size x size``) convolution, estimated by persistent power iteration (one step per
     training forward; frozen in eval mode)."""
@@ -114,16 +129,9 @@ class ConvSpectralNorm(nn.Module):
     def operator_norm(self, w: torch.Tensor) -> torch.Tensor:
         return self._conv(self.u.to(w.dtype), w).norm()
 
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        if self.training and self.n_power > 0:
-            self.power_iterate(w, self.n_power)
-        sigma = self.operator_norm(w)
-        if self.always_normalize:
-            return w / sigma
-        return w / torch.clamp(sigma, min=1.0)
 
 
-class FFTSpectralNorm(nn.Module):
+class FFTSpectralNorm(_SpectralNormParam):
     """Parametrization ``W -> W / max(1, ||conv_W||)`` where ``||conv_W||`` is computed in the Fourier
     domain: the circular ``size x size`` convolution is block-diagonalised by the 2-D DFT into
     ``size^2`` small ``C_out x C_in`` matrices (the kernel's symbol), and the norm is the max over
@@ -162,13 +170,6 @@ class FFTSpectralNorm(nn.Module):
         u = self._u(w.dtype).to(sym.dtype)
         return torch.einsum("foi,fi->fo", sym, u).abs().pow(2).sum(1).sqrt().max()
 
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        if self.training and self.n_power > 0:
-            self.power_iterate(w, self.n_power)
-        sigma = self.operator_norm(w)
-        if self.always_normalize:
-            return w / sigma
-        return w / torch.clamp(sigma, min=1.0)
 
 
 class MaxMin(nn.Module):
