@@ -59,6 +59,9 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
                          "measured if the card has none) or 'measure'")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (default 1: stable ratios on a shared machine; 0 = torch default)")
+    ap.add_argument("--denoiser-device", dest="denoiser_device", default="cpu",
+                    help="device of the denoiser network only (e.g. cuda): operators, chains and statistics stay "
+                         "on the CPU (denoisers_zoo.OffloadedDenoiser); both contenders get the same wrapped network")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--image", default=str(ROOT / "data" / "cameraman.png"))
     return ap
@@ -128,9 +131,22 @@ def machine_info() -> dict:
 # --------------------------------------------------------------------------------------------
 # denoiser
 # --------------------------------------------------------------------------------------------
-def load_denoiser(name: str, fallback: str = "auto"):
+def load_denoiser(name: str, fallback: str = "auto", device: str = "cpu"):
     """``(denoiser, info)``: the zoo model, or (weights missing) a fallback of the same
-    architecture, announced on stderr and recorded in ``info`` (``source``, ``trained``)."""
+    architecture, announced on stderr and recorded in ``info`` (``source``, ``trained``).
+    ``device`` other than cpu: the network runs there, wrapped in ``OffloadedDenoiser``."""
+    den, info = _load_denoiser(name, fallback)
+    if str(device) == "cpu":
+        return den, info
+    from denoisers_zoo.base import OffloadedDenoiser
+
+    info["network_device"] = str(device)
+    if torch.device(device).type == "cuda":
+        info["network_device_name"] = torch.cuda.get_device_name(torch.device(device))
+    return OffloadedDenoiser(den, device).eval(), info
+
+
+def _load_denoiser(name: str, fallback: str = "auto"):
     import denoisers_zoo
 
     info: dict[str, Any] = {"requested": name}

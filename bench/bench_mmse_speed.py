@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     x_true = C.load_image(args.image, cfg["crop"])
     problem = C.blur_problem(x_true, seed=args.seed)
-    den, den_info = C.load_denoiser(args.denoiser, args.fallback)
+    den, den_info = C.load_denoiser(args.denoiser, args.fallback, args.denoiser_device)
     L, L_info = C.resolve_lipschitz(args.lipschitz, den, x_true, math.sqrt(C.EPS), seed=args.seed)
     prior = ScorePrior(den, eps=C.EPS, lipschitz=L)
     physics = C.deepinv_physics(problem)

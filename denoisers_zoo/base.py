@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["Denoiser", "as_sigma_tensor"]
+__all__ = ["Denoiser", "OffloadedDenoiser", "as_sigma_tensor"]
 
 
 def as_sigma_tensor(sigma: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -39,3 +39,25 @@ class Denoiser(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
+
+
+class OffloadedDenoiser(Denoiser):
+    """``inner`` evaluated on another device (typically a GPU) for inputs that live elsewhere.
+
+    The samplers keep the operators, the chain state and the streaming statistics on the CPU;
+    only the network, which is where the time goes, runs on ``device``. Each call moves ``x``
+    (and a tensor ``sigma``) to ``device`` and the result back to ``x``'s device and dtype:
+    two copies of the image per call (~0.1 ms for 256x256 float32 over PCIe), against a
+    network forward of milliseconds on the CPU. Autograd flows through the copies.
+    """
+
+    def __init__(self, inner: Denoiser, device: str | torch.device):
+        super().__init__()
+        self.device = torch.device(device)
+        self.inner = inner.to(self.device)
+        for attr in ("name", "channels", "sigma_range", "blind", "lipschitz"):
+            setattr(self, attr, getattr(inner, attr, getattr(Denoiser, attr)))
+
+    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        s = sigma.to(self.device) if torch.is_tensor(sigma) else sigma
+        return self.inner(x.to(self.device), s).to(device=x.device, dtype=x.dtype)

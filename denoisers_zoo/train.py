@@ -7,7 +7,8 @@ Usage::
 The recipe describes the whole run: ``name``, ``arch``, ``data`` (skimage.data images listed
 explicitly, ``held_out``, ``channels``, ``patch``), ``sigma`` (distribution on the [0,1] scale),
 ``loss``, ``optim`` (Adam, cosine lr schedule), ``steps``, ``batch``, ``seed``, ``threads``,
-``max_wall_minutes``, ``checkpoint_every``, ``sigma_range``; optionally ``init_from``
+``max_wall_minutes``, ``checkpoint_every``, ``sigma_range``, ``device`` (``cpu`` default, or
+``cuda``; ``--device`` overrides it); optionally ``init_from``
 (``{file: <weights .pt relative to the repo root>, sha256: <hex>}``) to fine-tune from the
 output of an earlier recipe (a two-stage training: each stage is its own recipe file).
 
@@ -19,6 +20,11 @@ Budget: training stops after ``steps`` steps or ``max_wall_minutes`` of training
 (accumulated over resumes), whichever comes first. The cosine learning-rate schedule follows
 ``progress = max(step / steps, wall / max_wall)`` so the rate is annealed in both cases; the
 number of steps actually done is recorded in ``train_info.json`` and in the model card.
+
+Device: on ``cuda`` the patches and noise levels still come from the CPU generator (same
+stream as on the CPU); the Gaussian noise is drawn on the GPU from its own generator seeded
+``seed + 1`` (its state is checkpointed too), and TF32 is switched off so the float32 training
+matches the CPU arithmetic up to rounding. A GPU run is therefore not bit-identical to a CPU run.
 
 Outputs in ``--out`` (default ``training_scratch/<recipe file stem>``): ``ckpt.pt`` (atomic, periodic),
 ``log.jsonl``, and at the end ``<name>.pt`` (float32 state_dict) + ``train_info.json``.
@@ -135,7 +141,9 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _hardware() -> str:
+def _hardware(device: torch.device | None = None) -> str:
+    if device is not None and device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}; torch {torch.__version__}"
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -157,8 +165,20 @@ def _export_state(net) -> dict:
     return {k: v.detach().to(torch.float32).clone().contiguous() for k, v in net.state_dict().items()}
 
 
+def _training_device(name: str) -> torch.device:
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device: {name!r} asked for but torch sees no CUDA GPU; use --device cpu")
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        return torch.device(name)
+    raise ValueError(f"device: {name!r} is not a training device; use cpu or cuda")
+
+
 def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = False, progress_bar: bool = True,
-          snapshot: bool = False) -> dict:
+          snapshot: bool = False, device: str | None = None) -> dict:
     """Run (or resume) the training described by ``recipe``; returns the train_info dict.
 
     ``snapshot=True`` exports the weights of ``out/ckpt.pt`` as they are (no training step; safe
@@ -169,6 +189,7 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
     from denoisers_zoo.nets import build_net, count_parameters
 
     torch.set_num_threads(int(recipe["threads"]))
+    dev = _training_device(device or str(recipe.get("device", "cpu")))
     name = recipe["name"]
     out = Path(out) if out is not None else Path.cwd() / "training_scratch" / name
     out.mkdir(parents=True, exist_ok=True)
@@ -183,7 +204,7 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
     sampler = PatchSampler(images, int(recipe["data"]["patch"]))
 
     torch.manual_seed(int(recipe["seed"]))  # only for parameter init (script, not library code)
-    net = build_net(recipe["arch"])
+    net = build_net(recipe["arch"]).to(dev)
     net.train()
     opt = torch.optim.Adam(
         net.parameters(),
@@ -192,6 +213,7 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
         weight_decay=float(recipe["optim"].get("weight_decay", 0.0)),
     )
     gen = torch.Generator().manual_seed(int(recipe["seed"]))
+    noise_gen = gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(int(recipe["seed"]) + 1)
     step, wall, ema = 0, 0.0, None
     if snapshot and not ckpt_path.exists():
         raise FileNotFoundError(f"--snapshot: no checkpoint {ckpt_path}; start the training first")
@@ -200,6 +222,8 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
         gen.set_state(ck["generator"])
+        if noise_gen is not gen and "noise_generator" in ck:
+            noise_gen.set_state(ck["noise_generator"].cpu())
         step, wall, ema = int(ck["step"]), float(ck["wall"]), ck.get("ema")
         print(f"[train] resumed {name} at step {step} (wall {wall / 60:.1f} min)", flush=True)
     else:
@@ -220,7 +244,8 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
     def save_ckpt():
         _atomic_save(
             {"model": net.state_dict(), "optim": opt.state_dict(), "generator": gen.get_state(),
-             "step": step, "wall": wall, "ema": ema},
+             "step": step, "wall": wall, "ema": ema,
+             **({"noise_generator": noise_gen.get_state()} if noise_gen is not gen else {})},
             ckpt_path,
         )
 
@@ -231,9 +256,9 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
         lr = _lr(recipe["optim"], progress())
         for g in opt.param_groups:
             g["lr"] = lr
-        x = sampler.sample(batch, gen)
-        s = _sample_sigma(recipe["sigma"], batch, gen)
-        y = x + s.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=gen)
+        x = sampler.sample(batch, gen).to(dev, non_blocking=True)
+        s = _sample_sigma(recipe["sigma"], batch, gen).to(dev)
+        y = x + s.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=noise_gen, device=dev)
         d = net(y, s)
         err = d - x
         mse = err.pow(2).mean()
@@ -242,8 +267,8 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
         loss.backward()
         opt.step()
         step += 1
+        mse_v = float(mse.detach())  # waits for the step to finish (a GPU runs asynchronously)
         wall += time.perf_counter() - t0
-        mse_v = float(mse.detach())
         ema = mse_v if ema is None else 0.98 * ema + 0.02 * mse_v
         bar.update(1)
         if step % int(recipe["log_every"]) == 0:
@@ -260,7 +285,7 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
     log_f.close()
 
     net.eval()
-    state = _export_state(net)
+    state = {k: v.cpu() for k, v in _export_state(net).items()}
     weights = out / f"{name}.pt"
     _atomic_save(state, weights)
     digest = sha256_file(weights)
@@ -274,7 +299,8 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
         "final_mse_ema": ema,
         "final_train_psnr_ema": 10 * math.log10(1.0 / max(ema, 1e-12)),
         "threads": int(recipe["threads"]),
-        "hardware": _hardware(),
+        "hardware": _hardware(dev),
+        "device": str(dev),
         "parameters": count_parameters(net),
         "sha256": digest,
         "file": weights.name,
@@ -312,7 +338,8 @@ def install(recipe: dict, out: str | os.PathLike, *, weights_dir: Path = WEIGHTS
         "lipschitz": old.get("lipschitz") if old.get("sha256") == info["sha256"] else None,
         "recipe": recipe_rel,
         "train": {k: info[k] for k in ("steps_done", "steps_planned", "stopped_by", "train_wall_minutes",
-                                         "final_train_psnr_ema", "threads", "hardware", "parameters")},
+                                         "final_train_psnr_ema", "threads", "hardware", "parameters")}
+                  | {"device": info.get("device", "cpu")},
     }
     tmp = manifest_path.with_name("manifest.json.tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -329,12 +356,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--install", action="store_true", help="copy weights into denoisers_zoo/weights and update manifest.json")
     ap.add_argument("--install-only", action="store_true", help="skip training; install an existing OUT/<name>.pt")
     ap.add_argument("--snapshot", action="store_true", help="export the current OUT/ckpt.pt without training (fallback)")
+    ap.add_argument("--max-wall-minutes", dest="max_wall_minutes", type=float, default=None,
+                    help="override the recipe's training wall-time budget (e.g. a smoke run of a GPU recipe)")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: the recipe's device key, else cpu)")
     ap.add_argument("--no-progress", action="store_true", help="disable the tqdm progress bar")
     a = ap.parse_args(argv)
     recipe = load_recipe(a.recipe)
+    if a.max_wall_minutes is not None:
+        recipe["max_wall_minutes"] = a.max_wall_minutes
     out = a.out or str(ROOT.parent / "training_scratch" / Path(a.recipe).stem)
     if not a.install_only:
-        train(recipe, out, resume=a.resume, progress_bar=not a.no_progress, snapshot=a.snapshot)
+        train(recipe, out, resume=a.resume, progress_bar=not a.no_progress, snapshot=a.snapshot, device=a.device)
     if a.install or a.install_only:
         install(recipe, out)
     return 0

@@ -54,11 +54,20 @@ class RunResult:
 
 
 def _device(name: str) -> torch.device:
-    """``auto`` is the CPU: the operators keep their kernels/masks on the CPU for now, so a
-    GPU run would need them moved (not yet supported: one-line error instead)."""
+    """Where the operators, chains and statistics live: always the CPU for now (the operators
+    keep their kernels/masks there). See :func:`_network_device` for the denoiser."""
+    return torch.device("cpu")
+
+
+def _network_device(name: str) -> torch.device:
+    """Where the denoiser network runs: ``auto`` = the first CUDA GPU if torch sees one, else the
+    CPU; ``cuda[:N]`` requires one (one-line error otherwise). On a GPU only the network moves
+    (``denoisers_zoo.OffloadedDenoiser``): it is where the time goes."""
     if name in ("auto", "cpu"):
-        return torch.device("cpu")
-    raise ConfigError(f"device: {name!r} is not supported yet (operators run on the CPU); use device: cpu")
+        return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device: {name!r} asked for but torch sees no CUDA GPU; use device: cpu (or auto)")
+    return torch.device(name)
 
 
 def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
@@ -101,6 +110,11 @@ def build_components(cfg: Mapping[str, Any], *, generator: torch.Generator, devi
             f"pick a {'gray' if channels == 1 else 'colour'} model (see `pnp-imaging zoo list`)"
         )
     denoiser = denoiser.to(device=device, dtype=dtype)
+    net_device = _network_device(str(cfg.get("device", "auto")))
+    if net_device != device:
+        from denoisers_zoo.base import OffloadedDenoiser
+
+        denoiser = OffloadedDenoiser(denoiser, net_device).eval()
     p = cfg["prior"]
     prior = ScorePrior(denoiser, eps=p["eps"], alpha=p["alpha"], lipschitz=p["lipschitz"])
     return problem, denoiser, prior
@@ -326,6 +340,7 @@ def run(config: Mapping[str, Any] | str | os.PathLike, *, out_dir: str | os.Path
         "versions": _versions(),
         "timings": {**timings, **{k: float(v) for k, v in result.timings.items() if isinstance(v, (int, float))}},
         "device": str(device),
+        "denoiser_device": str(getattr(denoiser, "device", device)),
     }
     if reservoir is not None:
         summary["mismatch"] = _mismatch(cfg, problem, denoiser, prior, reservoir.stacked(), dtype)

@@ -91,3 +91,18 @@ def test_operator_file_paths_resolved_against_config_folder():
     assert cfg["operator"]["kernel"] == str(DATA / "kernels" / "motion_9.npy")
     with pytest.raises(ConfigError, match=r"^operator.kernel: file not found"):
         resolve_config({"image": IMAGE, "operator": {"type": "blur", "kernel": "nope.npy"}})
+
+
+def test_network_device_rules():
+    """``device``: operators stay on the CPU; ``auto`` puts the network on a GPU only if torch
+    sees one; asking for ``cuda`` without one is a one-line error naming the key."""
+    import torch
+
+    from pnp_imaging.api import _device, _network_device
+
+    assert _device("cuda") == torch.device("cpu")
+    assert _network_device("cpu") == torch.device("cpu")
+    assert _network_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"^device: 'cuda' asked for but torch sees no CUDA GPU"):
+            _network_device("cuda")

@@ -455,3 +455,21 @@ def test_card_generation_and_reading(tmp_path):
     assert isinstance(entry["lipschitz"], float) and entry["eval"]["forward_ms_256"] > 0
     assert zoo.load("tiny", manifest=mpath).lipschitz == entry["lipschitz"]
     assert "BM3D" in zoo.card("bm3d")
+
+
+def test_offloaded_denoiser_matches_inner_and_keeps_input_device():
+    """The wrapper is transparent: same output, on the input's device and dtype (CPU->CPU here;
+    the CUDA case runs when a GPU is present)."""
+    import denoisers_zoo
+    from denoisers_zoo.base import OffloadedDenoiser
+
+    inner = denoisers_zoo.load("lipdncnn_gray_s5")
+    x = torch.rand(2, 1, 20, 24, generator=torch.Generator().manual_seed(0))
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for dev in devices:
+        wrapped = OffloadedDenoiser(inner, dev)
+        assert wrapped.name == inner.name and wrapped.lipschitz == inner.lipschitz
+        out = wrapped(x, torch.tensor([5 / 255, 5 / 255]))
+        assert out.device == x.device and out.dtype == x.dtype
+        ref = inner.to("cpu")(x, 5 / 255)
+        torch.testing.assert_close(out, ref, atol=1e-4 if dev != "cpu" else 0.0, rtol=0.0)
