@@ -315,6 +315,9 @@ def run(config: Mapping[str, Any] | str | os.PathLike, *, out_dir: str | os.Path
     multiscale = {k: v.detach().double().cpu() for k, v in stats.multiscale_std().items()}
     diag = result.summary()
     warnings = diagnostics.verdicts(diag)
+    image_range = diagnostics.image_range(result.state.x)
+    if image_range["warning"]:
+        warnings.insert(0, image_range["warning"])
     x_true = problem.x_true.detach().double().cpu() if problem.x_true is not None else None
 
     summary: dict[str, Any] = {
@@ -333,6 +336,7 @@ def run(config: Mapping[str, Any] | str | os.PathLike, *, out_dir: str | os.Path
         "ess_min": _finite_min([d.get("ess_bulk") for d in diag.values()]),
         "ess_tail_min": _finite_min([d.get("ess_tail") for d in diag.values()]),
         "rhat_max": _finite_max([d.get("rhat") for d in diag.values()]),
+        "image_range": image_range,
         "mcse_mmse_max": float((std / math.sqrt(max(result.n_kept * s["chains"], 1))).max()),
         "diagnostics": {k: {**v, "verdict": _verdict(v)} for k, v in diag.items()},
         "warnings": warnings,

@@ -112,3 +112,21 @@ def test_vectorised_trailing_dims_and_bad_method():
         dg.ess(x, method="nope")
     with pytest.raises(ValueError, match="method must be one of"):
         dg.rhat(x, method="bulk")
+
+
+def test_image_range_flags_only_real_excursions_and_locates_them():
+    """Posterior-noise-sized excursions pass; a striped patch at the box edge is flagged with its
+    rows/cols (the tripod-leg failure seen on cameraman 256²)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x = (0.5 + 0.02 * torch.randn(2, 1, 64, 64, generator=g)).clamp_(0, 1)
+    x[0, 0, 0, 0] = 1.3  # one stray pixel: 1/8192 < 2e-3
+    ok = dg.image_range(x)
+    assert ok["warning"] is None and ok["n_pixels"] == 1 and ok["rows"] == [0, 0]
+    stripes = torch.tensor([-1.0, 2.0]).repeat(8)  # 16 alternating values
+    x[1, 0, 40:50, 10:26] = stripes  # 160 pixels of 8192: 2 %
+    bad = dg.image_range(x)
+    assert bad["n_pixels"] == 161 and abs(bad["fraction"] - 161 / 8192) < 1e-12
+    assert bad["rows"] == [0, 49] and bad["cols"] == [0, 25]
+    assert bad["warning"].startswith("image range: 1.97% of the chains' pixels are outside [-0.1, 1.1] (rows 0-49, cols 0-25)")
