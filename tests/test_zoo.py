@@ -473,3 +473,21 @@ def test_offloaded_denoiser_matches_inner_and_keeps_input_device():
         assert out.device == x.device and out.dtype == x.dtype
         ref = inner.to("cpu")(x, 5 / 255)
         torch.testing.assert_close(out, ref, atol=1e-4 if dev != "cpu" else 0.0, rtol=0.0)
+
+
+def test_grating_perturbation_shape_share_and_amplitude():
+    """Only the picked share of the batch is perturbed, never above the amplitude bound, and the
+    same generator state gives the same perturbation (reproducible training)."""
+    from denoisers_zoo.train import _grating_perturbation
+
+    cfg = {"type": "grating", "prob": 0.5, "amp": [0.1, 0.3], "freq": [0.25, 0.5], "window": [3.0, 12.0]}
+    p = _grating_perturbation(cfg, (400, 1, 24, 24), torch.Generator().manual_seed(1))
+    assert p.shape == (400, 1, 24, 24)
+    peak = p.abs().amax(dim=(1, 2, 3))
+    share = float((peak > 0).double().mean())
+    assert abs(share - 0.5) < 4 * (0.25 / 400) ** 0.5  # binomial share, 4 standard errors
+    assert float(peak.max()) <= 0.3 + 1e-6
+    again = _grating_perturbation(cfg, (400, 1, 24, 24), torch.Generator().manual_seed(1))
+    assert torch.equal(p, again)
+    none = _grating_perturbation({**cfg, "prob": 0.0}, (8, 1, 24, 24), torch.Generator().manual_seed(2))
+    assert float(none.abs().max()) == 0.0
