@@ -36,24 +36,42 @@ def _init_from(recipe_path: Path) -> dict | None:
     return (yaml.safe_load(recipe_path.read_text()) or {}).get("init_from")
 
 
+def _earlier_stages(recipe_path: Path) -> list[tuple[dict, dict]]:
+    """The ``init_from`` chain of a multi-stage recipe, nearest first: ``(init, train_info)`` per
+    earlier stage (``train_info`` read next to that stage's weights; ``{}`` if absent here)."""
+    chain: list[tuple[dict, dict]] = []
+    path = recipe_path
+    while len(chain) < 10:
+        init = _init_from(path)
+        if not init:
+            break
+        info_path = (REPO / init["file"]).parent / "train_info.json"
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        chain.append((init, info))
+        path = REPO / info["recipe"] if info.get("recipe") else Path("/nonexistent")
+    return chain
+
+
 def _stage_rows(recipe_path: Path) -> list[str]:
-    """A two-stage recipe (``init_from``): one row naming the earlier stage and its budget."""
-    init = _init_from(recipe_path)
-    if not init:
-        return []
-    f = REPO / init["file"]
-    info_path = f.parent / "train_info.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    budget = (f"{info.get('steps_done')} steps, {info.get('train_wall_minutes')} min" if info else "budget not recorded here")
-    return [f"| fine-tuned from (stage 1) | `{info.get('recipe', init['file'])}` ({budget}; sha256 `{init.get('sha256', '')[:16]}…`); the rows above are stage 2 |"]
+    """A multi-stage recipe (``init_from``): one row per earlier stage naming it and its budget."""
+    chain = _earlier_stages(recipe_path)
+    n = len(chain) + 1
+    rows = []
+    for i, (init, info) in enumerate(chain):
+        budget = (f"{info.get('steps_done')} steps, {info.get('train_wall_minutes')} min" if info else "budget not recorded here")
+        rows.append(f"| fine-tuned from (stage {n - 1 - i}) | `{info.get('recipe', init['file'])}` ({budget}; "
+                    f"sha256 `{init.get('sha256', '')[:16]}…`){'; the rows above are stage ' + str(n) if i == 0 else ''} |")
+    return rows
 
 
 def _stage1_command(recipe_path: Path) -> str:
-    init = _init_from(recipe_path)
-    if not init:
-        return ""
-    stem = Path(init["file"]).parent.name
-    return f"`python -m denoisers_zoo.train denoisers_zoo/recipes/{stem}.yaml` (stage 1), then "
+    """The commands that train the earlier stages, oldest first."""
+    chain = _earlier_stages(recipe_path)
+    cmds = []
+    for k, (init, info) in enumerate(reversed(chain)):
+        recipe = info.get("recipe") or f"denoisers_zoo/recipes/{Path(init['file']).parent.name}.yaml"
+        cmds.append(f"`python -m denoisers_zoo.train {recipe}` (stage {k + 1}), then ")
+    return "".join(cmds)
 
 
 def _sigmas_for(den) -> list[float]:
