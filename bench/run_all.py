@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         cmd = [sys.executable, "-m", f"bench.{name}", *mode]
         cmd += ["--out", args.out, "--threads", str(args.threads)]
+        if name == "bench_denoisers" and args.threads == 1:
+            cmd += ["--cores", "1"]  # BM3D's library threads get the same single core as the network
         if name in OURS:
             cmd += ["--denoiser", args.denoiser, "--fallback", args.fallback, "--lipschitz", args.lipschitz]
         C.log(f"run_all: {' '.join(cmd[1:])}")

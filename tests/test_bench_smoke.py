@@ -131,3 +131,18 @@ def test_load_denoiser_falls_back_to_untrained(tmp_path, monkeypatch):
         assert den(x, 0.02).shape == x.shape
     with pytest.raises(SystemExit):
         load_denoiser("drunet_gray", "error")
+
+
+def test_denoisers_smoke_pins_and_restores_cores(tmp_path):
+    """``--cores 1`` runs the network and BM3D on one core (recorded) and gives the caller its
+    cores back afterwards."""
+    import os
+
+    from bench import bench_denoisers as b
+
+    before = os.sched_getaffinity(0)
+    b.main(["--smoke", "--models", "lipdncnn_gray_s5", "--cores", "1", "--out", str(tmp_path)])
+    assert os.sched_getaffinity(0) == before
+    doc = json.loads((tmp_path / "denoisers.json").read_text())
+    assert len(doc["config"]["cpu_affinity"]) == 1
+    assert doc["raw"]["lipdncnn_gray_s5"]
