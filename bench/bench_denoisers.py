@@ -15,6 +15,7 @@ per model whether it is met and by how much it falls short; the bar is never low
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from bench._common import base_parser, log, machine_info, setup, write_result
@@ -32,8 +33,6 @@ def _sigmas(den) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
     previous = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     try:
         return _main(argv)
@@ -58,8 +57,6 @@ def _main(argv: list[str] | None) -> int:
     args.argv = argv if argv is not None else sys.argv[1:]
     affinity = None
     if args.cores:
-        import os
-
         affinity = sorted(os.sched_getaffinity(0))[: int(args.cores)]
         os.sched_setaffinity(0, affinity)
     setup(args)
