@@ -12,6 +12,10 @@ explicitly, ``held_out``, ``channels``, ``patch``), ``sigma`` (distribution on t
 (``{file: <weights .pt relative to the repo root>, sha256: <hex>}``) to fine-tune from the
 output of an earlier recipe (a two-stage training: each stage is its own recipe file).
 
+Optional ``param_ema: <decay>`` (e.g. 0.999) keeps an exponential moving average of the weights
+(Polyak averaging, decay warmed up as ``min(decay, (1 + t) / (10 + t))``) and exports the averaged
+weights instead of the last iterate; the average is checkpointed with the run.
+
 Optional ``perturbation: {type: grating, prob, amp: [lo, hi], freq: [lo, hi], window: [lo, hi]}``
 adds a windowed near-Nyquist grating to a share of the noisy inputs (clean target; see
 ``_grating_perturbation``).
@@ -195,6 +199,19 @@ def _export_state(net) -> dict:
     return {k: v.detach().to(torch.float32).clone().contiguous() for k, v in net.state_dict().items()}
 
 
+def _float_state(net) -> dict:
+    """Copy of the floating-point entries of ``net.state_dict()`` (start of the weight average)."""
+    return {k: v.detach().clone() for k, v in net.state_dict().items() if v.dtype.is_floating_point}
+
+
+@torch.no_grad()
+def _update_average(avg: dict, net, decay: float) -> None:
+    """Polyak/EMA weight average, in place: ``avg <- decay * avg + (1 - decay) * theta``."""
+    state = net.state_dict()
+    for k, v in avg.items():
+        v.mul_(decay).add_(state[k].detach(), alpha=1.0 - decay)
+
+
 def _training_device(name: str) -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
@@ -244,7 +261,7 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
     )
     gen = torch.Generator().manual_seed(int(recipe["seed"]))
     noise_gen = gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(int(recipe["seed"]) + 1)
-    step, wall, ema = 0, 0.0, None
+    step, wall, ema, avg = 0, 0.0, None, None
     if snapshot and not ckpt_path.exists():
         raise FileNotFoundError(f"--snapshot: no checkpoint {ckpt_path}; start the training first")
     if (resume or snapshot) and ckpt_path.exists():
@@ -255,12 +272,22 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
         if noise_gen is not gen and "noise_generator" in ck:
             noise_gen.set_state(ck["noise_generator"].cpu())
         step, wall, ema = int(ck["step"]), float(ck["wall"]), ck.get("ema")
+        avg = ck.get("param_ema")
+        avg = None if avg is None else {k: v.to(dev) for k, v in avg.items()}
         print(f"[train] resumed {name} at step {step} (wall {wall / 60:.1f} min)", flush=True)
     else:
         if ckpt_path.exists() and not resume:
             print(f"[train] {ckpt_path} exists; starting from scratch (pass --resume to continue)", flush=True)
         if recipe.get("init_from"):
             _load_init(net, recipe["init_from"])
+
+    ema_decay = recipe.get("param_ema")
+    if ema_decay is not None and not 0.0 < float(ema_decay) < 1.0:
+        raise ValueError(f"recipe {name}: param_ema must be a decay in (0, 1), e.g. 0.999; got {ema_decay!r}")
+    if ema_decay is None:
+        avg = None
+    elif not (resume or snapshot) or avg is None:
+        avg = _float_state(net)
 
     loss_kind = recipe.get("loss", "mse")
     log_f = open(out / "log.jsonl", "a")
@@ -274,7 +301,7 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
     def save_ckpt():
         _atomic_save(
             {"model": net.state_dict(), "optim": opt.state_dict(), "generator": gen.get_state(),
-             "step": step, "wall": wall, "ema": ema,
+             "step": step, "wall": wall, "ema": ema, **({"param_ema": avg} if avg is not None else {}),
              **({"noise_generator": noise_gen.get_state()} if noise_gen is not gen else {})},
             ckpt_path,
         )
@@ -299,6 +326,8 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
         loss.backward()
         opt.step()
         step += 1
+        if avg is not None:
+            _update_average(avg, net, min(float(ema_decay), (1.0 + step) / (10.0 + step)))
         mse_v = float(mse.detach())  # waits for the step to finish (a GPU runs asynchronously)
         wall += time.perf_counter() - t0
         ema = mse_v if ema is None else 0.98 * ema + 0.02 * mse_v
@@ -317,6 +346,8 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
     log_f.close()
 
     net.eval()
+    if avg is not None:
+        net.load_state_dict({**net.state_dict(), **avg})
     state = {k: v.cpu() for k, v in _export_state(net).items()}
     weights = out / f"{name}.pt"
     _atomic_save(state, weights)
