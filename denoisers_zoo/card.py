@@ -168,6 +168,10 @@ def make_card(name: str, *, manifest: str | os.PathLike | None = None, bm3d: boo
                 line += f" {r['psnr_baseline']:.2f} | {r['gain_db']:+.2f} | {r['speed_ratio']:.0f}x |"
             lines.append(line)
         lines.append("")
+    if base:
+        lines += ["Speed column: the network on the torch threads above, BM3D with the threads its library starts "
+                  "itself (not pinned), so it favours BM3D; the same-cores ratio is in `bench/results/denoisers.json` "
+                  "(`python -m bench.bench_denoisers --threads 1 --cores 1`).", ""]
     lines += [
         "## Data", "",
         "Training images: scikit-image bundled images listed in the recipe (`data.train`); `camera` and `astronaut` are held out "
