@@ -235,6 +235,9 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
     from denoisers_zoo.data import PatchSampler, load_skimage
     from denoisers_zoo.nets import build_net, count_parameters
 
+    ema_decay = recipe.get("param_ema")
+    if ema_decay is not None and not 0.0 < float(ema_decay) < 1.0:
+        raise ValueError(f"recipe {recipe['name']}: param_ema must be a decay in (0, 1), e.g. 0.999; got {ema_decay!r}")
     torch.set_num_threads(int(recipe["threads"]))
     dev = _training_device(device or str(recipe.get("device", "cpu")))
     name = recipe["name"]
@@ -281,9 +284,6 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
         if recipe.get("init_from"):
             _load_init(net, recipe["init_from"])
 
-    ema_decay = recipe.get("param_ema")
-    if ema_decay is not None and not 0.0 < float(ema_decay) < 1.0:
-        raise ValueError(f"recipe {name}: param_ema must be a decay in (0, 1), e.g. 0.999; got {ema_decay!r}")
     if ema_decay is None:
         avg = None
     elif not (resume or snapshot) or avg is None:

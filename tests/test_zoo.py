@@ -532,3 +532,4 @@ log_every: 3
     assert any(not torch.allclose(v, ck["model"][k]) for k, v in straight.items())  # ... not the last iterate
     with pytest.raises(ValueError, match="param_ema"):
         train(dict(recipe, param_ema=1.5), tmp_path / "bad", progress_bar=False)
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
