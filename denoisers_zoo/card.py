@@ -48,7 +48,9 @@ def _earlier_stages(recipe_path: Path) -> list[tuple[dict, dict]]:
         info_path = (REPO / init["file"]).parent / "train_info.json"
         info = json.loads(info_path.read_text()) if info_path.is_file() else {}
         chain.append((init, info))
-        path = REPO / info["recipe"] if info.get("recipe") else Path("/nonexistent")
+        if not info.get("recipe"):  # that stage's train_info is not here: the chain ends
+            break
+        path = REPO / info["recipe"]
     return chain
 
 

@@ -285,8 +285,8 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
             _load_init(net, recipe["init_from"])
 
     if ema_decay is None:
-        avg = None
-    elif not (resume or snapshot) or avg is None:
+        avg = None  # a checkpoint's average is ignored when the recipe no longer asks for one
+    elif avg is None:  # fresh run (or a checkpoint from before param_ema was set)
         avg = _float_state(net)
 
     loss_kind = recipe.get("loss", "mse")
