@@ -67,7 +67,14 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return ap
 
 
+_MALLOC_KEPT = None
+
+
 def setup(args) -> None:
+    global _MALLOC_KEPT
+    from denoisers_zoo.cpu_alloc import keep_freed_memory
+
+    _MALLOC_KEPT = keep_freed_memory()  # same allocator settings for our code and the anchors (see its doc)
     if args.threads and args.threads > 0:
         torch.set_num_threads(int(args.threads))
     # script, not library code: the global seed only makes deepinv's internal randn reproducible
@@ -124,6 +131,7 @@ def machine_info() -> dict:
         "torch": torch.__version__,
         "deepinv": deepinv.__version__,
         "numpy": np.__version__,
+        "malloc_keep_freed_memory": _MALLOC_KEPT,
         "git": _git(),
     }
 

@@ -200,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lip-iter", type=int, default=25, help="power iterations per crop")
     ap.add_argument("--lip-crop", type=int, default=48, help="crop size for the Lipschitz estimate")
     a = ap.parse_args(argv)
+    from denoisers_zoo.cpu_alloc import keep_freed_memory
+
+    keep_freed_memory()  # stable forward times (see denoisers_zoo/cpu_alloc.py)
     torch.set_num_threads(max(1, a.threads))
     make_card(a.name, manifest=a.manifest, bm3d=not a.no_bm3d, lip_points=a.lip_points, lip_iter=a.lip_iter,
               lip_crop=a.lip_crop)

@@ -69,16 +69,21 @@ class PatchSampler:
     """Random ``patch x patch`` crops with the 8 dihedral augmentations (flips / rot90).
 
     Images are drawn with probability proportional to sqrt(area) so large images count more
-    but do not dominate. All randomness comes from the given ``torch.Generator``.
+    but do not dominate, or to the given ``weights``. All randomness comes from the given
+    ``torch.Generator``.
     """
 
-    def __init__(self, images: list[torch.Tensor], patch: int):
+    def __init__(self, images: list[torch.Tensor], patch: int, weights: list[float] | None = None):
         small = [i for i, im in enumerate(images) if min(im.shape[-2:]) < patch]
         if small:
             raise ValueError(f"data.patch: {patch} is larger than image(s) {small}; use a smaller patch")
         self.images = images
         self.patch = int(patch)
-        w = torch.tensor([float(im.shape[-2] * im.shape[-1]) ** 0.5 for im in images], dtype=torch.float64)
+        if weights is None:
+            weights = [float(im.shape[-2] * im.shape[-1]) ** 0.5 for im in images]
+        w = torch.tensor(weights, dtype=torch.float64)
+        if len(w) != len(images) or bool((w < 0).any()) or float(w.sum()) <= 0:
+            raise ValueError(f"PatchSampler: need one non-negative weight per image, got {len(w)} for {len(images)}")
         self.probs = w / w.sum()
 
     def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:

@@ -16,6 +16,11 @@ Optional ``param_ema: <decay>`` (e.g. 0.999) keeps an exponential moving average
 (Polyak averaging, decay warmed up as ``min(decay, (1 + t) / (10 + t))``) and exports the averaged
 weights instead of the last iterate; the average is checkpointed with the run.
 
+Optional ``data.dead_leaves: {images, size, share, alpha, r_min, r_max, seed}`` adds ``images``
+synthetic dead-leaves images (``denoisers_zoo/dead_leaves.py``; defaults 64, 256, -, 3.0, 1.0, size,
+0) to the training set; a share ``share`` of the patches comes from them (the natural images keep
+their sqrt(area) weights among themselves). They are regenerated from ``seed`` at every start.
+
 Optional ``perturbation: {type: grating, prob, amp: [lo, hi], freq: [lo, hi], window: [lo, hi]}``
 adds a windowed near-Nyquist grating to a share of the noisy inputs (clean target; see
 ``_grating_perturbation``).
@@ -91,6 +96,41 @@ def load_recipe(path: str | os.PathLike) -> dict:
     r.setdefault("loss", "mse")
     r["_recipe_path"] = str(p)
     return r
+
+
+def _dead_leaves_images(cfg: dict, channels: int) -> list[torch.Tensor]:
+    """The recipe's ``data.dead_leaves`` images (``[C, size, size]`` tensors), regenerated from its seed."""
+    import numpy as np
+
+    from denoisers_zoo.dead_leaves import dead_leaves_image
+
+    known = {"images", "size", "share", "alpha", "r_min", "r_max", "seed"}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise ValueError(f"data.dead_leaves: unknown key(s) {unknown}; use {sorted(known)}")
+    if "share" not in cfg or not 0.0 < float(cfg["share"]) < 1.0:
+        raise ValueError(f"data.dead_leaves.share: the share of patches from synthetic images must be in (0, 1), "
+                         f"got {cfg.get('share')!r}")
+    n, size = int(cfg.get("images", 64)), int(cfg.get("size", 256))
+    if n < 1:
+        raise ValueError(f"data.dead_leaves.images: need at least 1 image, got {n}")
+    rng = np.random.default_rng(int(cfg.get("seed", 0)))
+    kw = {"alpha": float(cfg.get("alpha", 3.0)), "r_min": float(cfg.get("r_min", 1.0)), "r_max": cfg.get("r_max")}
+    return [torch.from_numpy(dead_leaves_image(size, rng, channels=channels, **kw)) for _ in range(n)]
+
+
+def _training_sampler(data: dict, channels: int):
+    """Patch sampler over the recipe's ``data.train`` images, plus ``data.dead_leaves`` if set."""
+    from denoisers_zoo.data import PatchSampler, load_skimage
+
+    images = [load_skimage(n, channels) for n in data["train"]]
+    weights = [float(im.shape[-2] * im.shape[-1]) ** 0.5 for im in images]
+    if data.get("dead_leaves"):
+        synthetic = _dead_leaves_images(data["dead_leaves"], channels)
+        share = float(data["dead_leaves"]["share"])
+        weights = [w * (1.0 - share) / sum(weights) for w in weights] + [share / len(synthetic)] * len(synthetic)
+        images += synthetic
+    return PatchSampler(images, int(data["patch"]), weights)
 
 
 def _sample_sigma(cfg: dict, batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -232,7 +272,6 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
     while the training is still running, the checkpoint being replaced atomically)."""
     from tqdm import tqdm
 
-    from denoisers_zoo.data import PatchSampler, load_skimage
     from denoisers_zoo.nets import build_net, count_parameters
 
     ema_decay = recipe.get("param_ema")
@@ -241,17 +280,16 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
     torch.set_num_threads(int(recipe["threads"]))
     dev = _training_device(device or str(recipe.get("device", "cpu")))
     name = recipe["name"]
+    channels = int(recipe["arch"]["channels"])
+    sampler = _training_sampler(recipe["data"], channels)
+
     out = Path(out) if out is not None else Path.cwd() / "training_scratch" / name
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "ckpt.pt"
-    channels = int(recipe["arch"]["channels"])
     steps = int(recipe["steps"])
     batch = int(recipe["batch"])
     max_wall = recipe.get("max_wall_minutes")
     max_wall_s = None if max_wall is None else float(max_wall) * 60.0
-
-    images = [load_skimage(n, channels) for n in recipe["data"]["train"]]
-    sampler = PatchSampler(images, int(recipe["data"]["patch"]))
 
     torch.manual_seed(int(recipe["seed"]))  # only for parameter init (script, not library code)
     net = build_net(recipe["arch"]).to(dev)

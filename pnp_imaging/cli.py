@@ -111,6 +111,9 @@ def _demo_config(fast: bool) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from denoisers_zoo.cpu_alloc import keep_freed_memory
+
+    keep_freed_memory()  # repeated network calls stop page-faulting: ~1.5x faster on CPU (see its doc)
     if args.command == "run":
         if args.out is None:
             args.out = str(Path("runs") / Path(args.config).stem)

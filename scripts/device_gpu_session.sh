@@ -12,7 +12,7 @@
 # Budget: the device tool allows 15 min per session, one machine start (~1-2 min) included;
 # the defaults sum to ~9 min of command time.
 # Device call: carry .whl (deepinv-0.5.0 and natsort wheels: `pip download --no-deps -d .whl deepinv==0.5.0
-# natsort`; not installed there), training_scratch/drunet_gray_stage2/drunet_gray.pt and
+# natsort`; not installed there), training_scratch/drunet_gray_stage3/drunet_gray.pt and
 # training_scratch/drunet_rgb_stage1/drunet_rgb.pt (the recipes' init_from files, sha256-checked).
 # Usage (repo root):  bash scripts/device_gpu_session.sh            # on the GPU machine
 #                     SMOKE=1 bash scripts/device_gpu_session.sh    # plumbing check on a CPU

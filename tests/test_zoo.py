@@ -533,3 +533,88 @@ log_every: 3
     with pytest.raises(ValueError, match="param_ema"):
         train(dict(recipe, param_ema=1.5), tmp_path / "bad", progress_bar=False)
     assert not (tmp_path / "bad").exists()  # refused before anything is written
+
+
+def test_dead_leaves_radius_law_and_images():
+    """Radii follow p(r) ∝ r^-alpha (binomial check of the CDF at two points); images are seeded,
+    in [0, 1], fully painted and made of many disks at many scales."""
+    import numpy as np
+
+    from denoisers_zoo.dead_leaves import dead_leaves_image, sample_radii
+
+    n = 40000
+    r = sample_radii(n, 3.0, 1.0, 100.0, np.random.default_rng(0))
+    assert r.min() >= 1.0 and r.max() <= 100.0
+    for q in (2.0, 10.0):
+        p = (1 - q**-2) / (1 - 100.0**-2)  # exact CDF of the truncated power law, alpha = 3
+        assert abs(float((r <= q).mean()) - p) < 5 * math.sqrt(p * (1 - p) / n)
+    a = dead_leaves_image(64, np.random.default_rng(1))
+    b = dead_leaves_image(64, np.random.default_rng(1))
+    c = dead_leaves_image(64, np.random.default_rng(2))
+    assert a.shape == (1, 64, 64) and a.dtype == np.float32
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.min() >= 0.0 and a.max() <= 1.0
+    flat = a[0, 1:-1, 1:-1]  # interior pixels away from edges keep a disk's exact grey level
+    levels, counts = np.unique(flat, return_counts=True)
+    big = counts[counts >= 20]
+    assert len(big) >= 10  # many disks of several pixels ...
+    assert big.max() < 0.9 * flat.size  # ... none covering everything
+    assert float((np.abs(np.diff(a[0], axis=1)) > 1e-6).mean()) > 0.05  # edges at many places
+    with pytest.raises(ValueError, match="r_min"):
+        dead_leaves_image(64, np.random.default_rng(0), r_min=0.0)
+
+
+def test_dead_leaves_share_of_training_patches(tmp_path):
+    """``data.dead_leaves.share`` is the probability that a patch comes from a synthetic image;
+    a bad share is refused before any output is written."""
+    from denoisers_zoo.train import _training_sampler, load_recipe, train
+
+    data = {"train": ["coins", "page"], "patch": 32,
+            "dead_leaves": {"images": 3, "size": 48, "share": 0.3, "seed": 0}}
+    s = _training_sampler(data, 1)
+    assert len(s.images) == 5 and tuple(s.images[-1].shape) == (1, 48, 48)
+    assert abs(float(s.probs[2:].sum()) - 0.3) < 1e-12
+    nat = s.probs[:2] / s.probs[:2].sum()  # the natural images keep their sqrt(area) weights
+    area = torch.tensor([float(im.shape[-2] * im.shape[-1]) ** 0.5 for im in s.images[:2]], dtype=torch.float64)
+    assert torch.allclose(nat, area / area.sum())
+    x = s.sample(6, torch.Generator().manual_seed(0))
+    assert x.shape == (6, 1, 32, 32)
+    rp = tmp_path / "dl.yaml"
+    rp.write_text("name: dl\narch: {type: drunet, channels: 1, nc: [8, 16, 32, 64], nb: 1}\n"
+                  "data: {train: [coins], patch: 32, dead_leaves: {images: 2, size: 48, share: 1.5}}\n"
+                  "sigma: {dist: fixed, value: 0.1}\noptim: {lr: 1.0e-3}\nsteps: 1\nbatch: 1\nseed: 0\n")
+    with pytest.raises(ValueError, match="dead_leaves.share"):
+        train(load_recipe(rp), tmp_path / "bad", progress_bar=False)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_keep_freed_memory_serves_large_blocks_from_the_heap():
+    """After keep_freed_memory() a 20 MiB malloc no longer gets its own mmap (glibc's default
+    threshold is 128 KiB): mallinfo2's mmapped-bytes counter must not grow. (mallopt's return value
+    cannot tell: glibc returns 1 even for unknown options.)"""
+    import ctypes
+    import ctypes.util
+    import platform
+
+    from denoisers_zoo.cpu_alloc import keep_freed_memory
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or \
+            tuple(int(v) for v in platform.libc_ver()[1].split(".")[:2]) < (2, 33):
+        pytest.skip("mallopt tuning / mallinfo2 are glibc (>= 2.33) only")
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                  "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    assert keep_freed_memory() is True
+    before = libc.mallinfo2().hblkhd
+    p = libc.malloc(20 * 1024 * 1024)
+    assert p
+    try:
+        assert libc.mallinfo2().hblkhd == before
+    finally:
+        libc.free(p)
