@@ -61,7 +61,8 @@ def _stage_rows(recipe_path: Path) -> list[str]:
     rows = []
     for i, (init, info) in enumerate(chain):
         budget = (f"{info.get('steps_done')} steps, {info.get('train_wall_minutes')} min" if info else "budget not recorded here")
-        rows.append(f"| fine-tuned from (stage {n - 1 - i}) | `{info.get('recipe', init['file'])}` ({budget}; "
+        how = "widened from (function-preserving, `denoisers_zoo/widen.py`)" if init.get("widen") else "fine-tuned from"
+        rows.append(f"| {how} (stage {n - 1 - i}) | `{info.get('recipe', init['file'])}` ({budget}; "
                     f"sha256 `{init.get('sha256', '')[:16]}…`){'; the rows above are stage ' + str(n) if i == 0 else ''} |")
     return rows
 

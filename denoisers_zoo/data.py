@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["load_skimage", "PatchSampler", "HELD_OUT_ALWAYS", "load_camera"]
+__all__ = ["load_skimage", "PatchSampler", "sqrt_area_weights", "HELD_OUT_ALWAYS", "load_camera"]
 
 #: Never used for training, whatever the recipe says.
 HELD_OUT_ALWAYS = ("camera",)
@@ -65,6 +65,11 @@ def load_camera(channels: int = 1) -> torch.Tensor:
     return load_skimage("camera", channels)[None]
 
 
+def sqrt_area_weights(images: list[torch.Tensor]) -> list[float]:
+    """Default image weights for patch sampling: sqrt(H * W), so large images count more but do not dominate."""
+    return [float(im.shape[-2] * im.shape[-1]) ** 0.5 for im in images]
+
+
 class PatchSampler:
     """Random ``patch x patch`` crops with the 8 dihedral augmentations (flips / rot90).
 
@@ -80,7 +85,7 @@ class PatchSampler:
         self.images = images
         self.patch = int(patch)
         if weights is None:
-            weights = [float(im.shape[-2] * im.shape[-1]) ** 0.5 for im in images]
+            weights = sqrt_area_weights(images)
         w = torch.tensor(weights, dtype=torch.float64)
         if len(w) != len(images) or bool((w < 0).any()) or float(w.sum()) <= 0:
             raise ValueError(f"PatchSampler: need one non-negative weight per image, got {len(w)} for {len(images)}")

@@ -10,7 +10,9 @@ explicitly, ``held_out``, ``channels``, ``patch``), ``sigma`` (distribution on t
 ``max_wall_minutes``, ``checkpoint_every``, ``sigma_range``, ``device`` (``cpu`` default, or
 ``cuda``; ``--device`` overrides it); optionally ``init_from``
 (``{file: <weights .pt relative to the repo root>, sha256: <hex>}``) to fine-tune from the
-output of an earlier recipe (a two-stage training: each stage is its own recipe file).
+output of an earlier recipe (a two-stage training: each stage is its own recipe file); with
+``widen: true`` the earlier weights may come from the same architecture with smaller widths and
+are loaded by function-preserving widening (``denoisers_zoo/widen.py``).
 
 Optional ``param_ema: <decay>`` (e.g. 0.999) keeps an exponential moving average of the weights
 (Polyak averaging, decay warmed up as ``min(decay, (1 + t) / (10 + t))``) and exports the averaged
@@ -121,10 +123,10 @@ def _dead_leaves_images(cfg: dict, channels: int) -> list[torch.Tensor]:
 
 def _training_sampler(data: dict, channels: int):
     """Patch sampler over the recipe's ``data.train`` images, plus ``data.dead_leaves`` if set."""
-    from denoisers_zoo.data import PatchSampler, load_skimage
+    from denoisers_zoo.data import PatchSampler, load_skimage, sqrt_area_weights
 
     images = [load_skimage(n, channels) for n in data["train"]]
-    weights = [float(im.shape[-2] * im.shape[-1]) ** 0.5 for im in images]
+    weights = sqrt_area_weights(images)
     if data.get("dead_leaves"):
         synthetic = _dead_leaves_images(data["dead_leaves"], channels)
         share = float(data["dead_leaves"]["share"])
@@ -193,8 +195,15 @@ def _load_init(net, init: dict) -> None:
     got = sha256_file(path)
     if want and got != want:
         raise ValueError(f"init_from.sha256: {path} has sha256 {got}, recipe expects {want}; retrain the earlier stage")
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    print(f"[train] initialised from {path} (sha256 {got[:12]}...)", flush=True)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if init.get("widen", False):
+        from denoisers_zoo.widen import widen_state_into
+
+        widen_state_into(net, state)
+        print(f"[train] initialised by function-preserving widening of {path} (sha256 {got[:12]}...)", flush=True)
+    else:
+        net.load_state_dict(state)
+        print(f"[train] initialised from {path} (sha256 {got[:12]}...)", flush=True)
 
 
 def _lr(optim: dict, progress: float) -> float:

@@ -388,6 +388,43 @@ def test_init_from_loads_weights_and_checks_sha(tmp_path):
         _load_init(dst, {"file": str(tmp_path / "missing.pt")})
 
 
+def test_widening_preserves_the_function_and_lets_new_channels_learn(tmp_path):
+    """init_from.widen: a wider DRUNet started from a narrow one computes the same output (to float
+    rounding: the added terms are exact zeros), and the zeroed weights from new to old channels get
+    non-zero gradients at the first step, so the new channels can be brought in by training."""
+    from denoisers_zoo.train import _load_init, sha256_file
+
+    narrow_arch = {"type": "drunet", "channels": 1, "nc": [8, 16, 32, 64], "nb": 1}
+    wide_arch = dict(narrow_arch, nc=[8, 16, 48, 96])
+    torch.manual_seed(1)
+    narrow = build_net(narrow_arch)
+    f = tmp_path / "narrow.pt"
+    torch.save(narrow.state_dict(), f)
+    torch.manual_seed(2)
+    wide = build_net(wide_arch)
+    _load_init(wide, {"file": str(f), "sha256": sha256_file(f), "widen": True})
+    g = torch.Generator().manual_seed(3)
+    x, s = torch.rand(2, 1, 32, 40, generator=g), torch.tensor([0.05, 0.2])
+    with torch.no_grad():
+        ref, out = narrow(x, s), wide(x, s)
+    assert torch.allclose(out, ref, atol=1e-6, rtol=0), float((out - ref).abs().max())
+    # the new channels are live (random, non-zero incoming weights) and their path to the output learns
+    params = dict(wide.named_parameters())
+    body_conv = params["drunet.m_body.res.0.weight"]  # Conv2d [out, in, 3, 3]: 96 x 96, old block 64 x 64
+    up_conv = params["drunet.m_up3.0.weight"]  # ConvTranspose2d [in, out, 2, 2]: 96 x 48, old block 64 x 32
+    assert body_conv[64:, :].abs().sum() > 0
+    assert body_conv[:64, 64:].abs().sum() == 0 and up_conv[64:, :32].abs().sum() == 0
+    (wide(x, s) - x).pow(2).mean().backward()
+    assert body_conv.grad[:64, 64:].abs().sum() > 0 and up_conv.grad[64:, :32].abs().sum() > 0
+    # a wider source does not fit into a narrower net; a different depth does not match at all
+    from denoisers_zoo.widen import widen_state_into
+
+    with pytest.raises(ValueError, match="does not fit"):
+        widen_state_into(narrow, wide.state_dict())
+    with pytest.raises(ValueError, match="do not match"):
+        widen_state_into(build_net(dict(narrow_arch, nb=2)), narrow.state_dict())
+
+
 def test_recipe_rejects_held_out_camera(tmp_path):
     from denoisers_zoo.train import load_recipe
 
