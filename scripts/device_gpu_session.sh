@@ -12,7 +12,7 @@
 # Budget: the device tool allows 15 min per session, one machine start (~1-2 min) included;
 # the defaults sum to ~9 min of command time.
 # Device call: carry .whl (deepinv-0.5.0 and natsort wheels: `pip download --no-deps -d .whl deepinv==0.5.0
-# natsort`; not installed there), training_scratch/drunet_gray_stage3/drunet_gray.pt and
+# natsort`; not installed there), training_scratch/drunet_gray/drunet_gray.pt (stage 5) and
 # training_scratch/drunet_rgb_stage1/drunet_rgb.pt (the recipes' init_from files, sha256-checked).
 # Usage (repo root):  bash scripts/device_gpu_session.sh            # on the GPU machine
 #                     SMOKE=1 bash scripts/device_gpu_session.sh    # plumbing check on a CPU
@@ -33,9 +33,12 @@ else
 fi
 { date -u; nvidia-smi -L 2>&1; $PY -c "import torch, deepinv; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'deepinv', deepinv.__version__)"; } > "$OUT/env.txt" 2>&1
 
-pack() {  # pack NAME PATHS... -> $OUT/NAME.tgz
-  local name=$1; shift
+pack() {  # pack NAME PATHS... -> $OUT/NAME.tgz, split into 15 MiB parts NAME.tgz.partNN above that
+  local name=$1; shift   # (the device tool returns files up to 16 MiB; rejoin with `cat NAME.tgz.part* > NAME.tgz`)
   tar czf "$OUT/$name.tgz" "$@" 2>>"$OUT/env.txt"
+  if [ "$(stat -c %s "$OUT/$name.tgz")" -gt 15728640 ]; then
+    split -b 15M -d "$OUT/$name.tgz" "$OUT/$name.tgz.part" && rm "$OUT/$name.tgz"
+  fi
 }
 
 train() {  # train RECIPE_STEM MINUTES: time limit = budget + 90 s for loading, export and packing
