@@ -370,16 +370,23 @@ def test_sigma_distributions_cover_their_support_and_mixture_weights():
         _sample_sigma(dict(mix, weights=[1.0]), 4, g)
 
 
-def test_init_from_loads_weights_and_checks_sha(tmp_path):
-    from denoisers_zoo.train import _load_init, sha256_file
+_SMALL_DRUNET = {"type": "drunet", "channels": 1, "nc": [8, 16, 32, 64], "nb": 1}
 
-    arch = {"type": "drunet", "channels": 1, "nc": [8, 16, 32, 64], "nb": 1}
+
+def _earlier_stage_and_new_net(tmp_path, new_arch: dict):
+    """A saved small DRUNet (seed 1) as an earlier stage's weights, and a fresh net of ``new_arch`` (seed 2)."""
     torch.manual_seed(1)
-    src = build_net(arch)
+    src = build_net(_SMALL_DRUNET)
     f = tmp_path / "stage1.pt"
     torch.save(src.state_dict(), f)
     torch.manual_seed(2)
-    dst = build_net(arch)
+    return src, f, build_net(new_arch)
+
+
+def test_init_from_loads_weights_and_checks_sha(tmp_path):
+    from denoisers_zoo.train import _load_init, sha256_file
+
+    src, f, dst = _earlier_stage_and_new_net(tmp_path, _SMALL_DRUNET)
     _load_init(dst, {"file": str(f), "sha256": sha256_file(f)})
     assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
     with pytest.raises(ValueError, match="init_from.sha256"):
@@ -394,14 +401,7 @@ def test_widening_preserves_the_function_and_lets_new_channels_learn(tmp_path):
     non-zero gradients at the first step, so the new channels can be brought in by training."""
     from denoisers_zoo.train import _load_init, sha256_file
 
-    narrow_arch = {"type": "drunet", "channels": 1, "nc": [8, 16, 32, 64], "nb": 1}
-    wide_arch = dict(narrow_arch, nc=[8, 16, 48, 96])
-    torch.manual_seed(1)
-    narrow = build_net(narrow_arch)
-    f = tmp_path / "narrow.pt"
-    torch.save(narrow.state_dict(), f)
-    torch.manual_seed(2)
-    wide = build_net(wide_arch)
+    narrow, f, wide = _earlier_stage_and_new_net(tmp_path, dict(_SMALL_DRUNET, nc=[8, 16, 48, 96]))
     _load_init(wide, {"file": str(f), "sha256": sha256_file(f), "widen": True})
     g = torch.Generator().manual_seed(3)
     x, s = torch.rand(2, 1, 32, 40, generator=g), torch.tensor([0.05, 0.2])
@@ -422,7 +422,7 @@ def test_widening_preserves_the_function_and_lets_new_channels_learn(tmp_path):
     with pytest.raises(ValueError, match="does not fit"):
         widen_state_into(narrow, wide.state_dict())
     with pytest.raises(ValueError, match="do not match"):
-        widen_state_into(build_net(dict(narrow_arch, nb=2)), narrow.state_dict())
+        widen_state_into(build_net(dict(_SMALL_DRUNET, nb=2)), narrow.state_dict())
 
 
 def test_recipe_rejects_held_out_camera(tmp_path):
