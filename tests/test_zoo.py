@@ -425,6 +425,21 @@ def test_widening_preserves_the_function_and_lets_new_channels_learn(tmp_path):
         widen_state_into(build_net(dict(_SMALL_DRUNET, nb=2)), narrow.state_dict())
 
 
+def test_drunet_channels_last_path_matches_the_plain_network_and_returns_the_usual_layout():
+    """DRUNetNet runs deepinv's U-Net on a channels-last copy on CPU (speed only): same numbers as
+    the plain call on the usual layout, output contiguous, gradients flow to the input."""
+    torch.manual_seed(3)
+    net = build_net(dict(_SMALL_DRUNET, channels=3)).eval()
+    x = torch.rand(2, 3, 24, 40, requires_grad=True)
+    s = torch.tensor([0.05, 0.2])
+    y = net(x, s)
+    plain = net.drunet.forward_unet(torch.cat((x, s.view(2, 1, 1, 1).expand(2, 1, 24, 40)), 1))
+    assert y.is_contiguous() and y.shape == x.shape
+    assert torch.allclose(y, plain, atol=1e-5, rtol=0)
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
 def test_recipe_rejects_held_out_camera(tmp_path):
     from denoisers_zoo.train import load_recipe
 
