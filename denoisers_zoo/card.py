@@ -77,6 +77,39 @@ def _stage1_command(recipe_path: Path) -> str:
     return "".join(cmds)
 
 
+#: The zoo's PSNR bar for grayscale models (issue "denoiser zoo"): BM3D + 0.3 dB at each of these sigmas.
+BAR_MARGIN_DB = 0.3
+BAR_SIGMAS_255 = (15, 25, 50)
+
+
+def quality_bar(table: dict, margin_db: float = BAR_MARGIN_DB, sigmas_255=BAR_SIGMAS_255) -> dict:
+    """Compare a PSNR table (``{image: [row, ...]}`` with ``sigma_255``, ``gain_db``) with the bar
+    ``model >= BM3D + margin_db`` at each sigma in ``sigmas_255``. Returns ``{"rows": [(image,
+    sigma, gain, shortfall)], "met": n, "total": n}``; ``shortfall`` is ``max(0, margin - gain)``."""
+    rows = []
+    for img, img_rows in table.items():
+        for r in img_rows:
+            if r.get("gain_db") is None or not any(abs(r["sigma_255"] - s) < 1e-6 for s in sigmas_255):
+                continue
+            gain = float(r["gain_db"])
+            rows.append((img, float(r["sigma_255"]), gain, max(0.0, round(margin_db - gain, 6))))
+    return {"rows": rows, "met": sum(1 for *_, short in rows if short == 0.0), "total": len(rows)}
+
+
+def _quality_bar_lines(table: dict) -> list[str]:
+    bar = quality_bar(table)
+    if not bar["total"]:
+        return []
+    verdict = "met" if bar["met"] == bar["total"] else "NOT met"
+    lines = [f"## Quality bar: BM3D + {BAR_MARGIN_DB} dB at sigma = {', '.join(str(s) for s in BAR_SIGMAS_255)}/255 "
+             f"— {verdict} ({bar['met']} of {bar['total']} rows)", "",
+             "| image | sigma (/255) | gain over BM3D (dB) | short of the bar (dB) |", "|---|---|---|---|"]
+    lines += [f"| {img} | {s:g} | {g:+.2f} | {short:.2f} |" for img, s, g, short in bar["rows"]]
+    lines += ["", "The speed half of the bar (>= 30x BM3D on the same core) is measured by "
+              "`python -m bench.bench_denoisers --threads 1 --cores 1` (`bench/results/denoisers.json`).", ""]
+    return lines
+
+
 def _sigmas_for(den) -> list[float]:
     lo, hi = den.sigma_range
     if hi - lo < 1e-9:
@@ -175,6 +208,8 @@ def make_card(name: str, *, manifest: str | os.PathLike | None = None, bm3d: boo
         lines += ["Speed column: the network on the torch threads above, BM3D with the threads its library starts "
                   "itself (not pinned), so it favours BM3D; the same-cores ratio is in `bench/results/denoisers.json` "
                   "(`python -m bench.bench_denoisers --threads 1 --cores 1`).", ""]
+    if base and ch == 1:
+        lines += _quality_bar_lines(table)
     lines += [
         "## Data", "",
         "Training images: scikit-image bundled images listed in the recipe (`data.train`); `camera` and `astronaut` are held out "

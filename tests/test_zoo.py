@@ -509,6 +509,22 @@ def test_card_generation_and_reading(tmp_path):
     assert "BM3D" in zoo.card("bm3d")
 
 
+def test_quality_bar_counts_rows_at_the_bar_sigmas_and_reports_the_shortfall():
+    import importlib
+
+    card_mod = importlib.import_module("denoisers_zoo.card")
+    table = {"a": [{"sigma_255": 5, "gain_db": -1.0}, {"sigma_255": 15, "gain_db": 0.19},
+                   {"sigma_255": 25, "gain_db": 0.30}, {"sigma_255": 50, "gain_db": 0.49}],
+             "b": [{"sigma_255": 15, "gain_db": None}, {"sigma_255": 50, "gain_db": 0.2999}]}
+    bar = card_mod.quality_bar(table)
+    assert [(img, s) for img, s, *_ in bar["rows"]] == [("a", 15), ("a", 25), ("a", 50), ("b", 50)]  # sigma 5 and no-baseline rows skipped
+    assert (bar["met"], bar["total"]) == (2, 4)
+    assert bar["rows"][0][3] == pytest.approx(0.11) and bar["rows"][3][3] == pytest.approx(1e-4)
+    lines = "\n".join(card_mod._quality_bar_lines(table))
+    assert "NOT met (2 of 4 rows)" in lines and "| a | 15 | +0.19 | 0.11 |" in lines
+    assert "— met (1 of 1 rows)" in "\n".join(card_mod._quality_bar_lines({"a": [{"sigma_255": 25, "gain_db": 0.4}]}))
+
+
 def test_offloaded_denoiser_matches_inner_and_keeps_input_device():
     """The wrapper is transparent: same output, on the input's device and dtype (CPU->CPU here;
     the CUDA case runs when a GPU is present)."""
