@@ -1,8 +1,11 @@
 """Training / evaluation images bundled with scikit-image (no network), and a patch sampler."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 __all__ = ["load_skimage", "PatchSampler", "sqrt_area_weights", "HELD_OUT_ALWAYS", "load_camera"]
 
@@ -70,26 +73,59 @@ def sqrt_area_weights(images: list[torch.Tensor]) -> list[float]:
     return [float(im.shape[-2] * im.shape[-1]) ** 0.5 for im in images]
 
 
+def _check_scale_aug(cfg: dict | None) -> dict | None:
+    """Validate ``data.scale_aug = {prob, min}`` (see ``PatchSampler``)."""
+    if not cfg:
+        return None
+    unknown = sorted(set(cfg) - {"prob", "min"})
+    if unknown:
+        raise ValueError(f"data.scale_aug: unknown key(s) {unknown}; use prob and min, e.g. {{prob: 0.5, min: 0.5}}")
+    prob, smin = float(cfg.get("prob", 0.5)), float(cfg.get("min", 0.5))
+    if not 0.0 < prob <= 1.0:
+        raise ValueError(f"data.scale_aug.prob: the share of downscaled patches must be in (0, 1], got {prob}")
+    if not 0.0 < smin < 1.0:
+        raise ValueError(f"data.scale_aug.min: the smallest downscaling factor must be in (0, 1), got {smin}")
+    return {"prob": prob, "min": smin}
+
+
 class PatchSampler:
     """Random ``patch x patch`` crops with the 8 dihedral augmentations (flips / rot90).
 
     Images are drawn with probability proportional to sqrt(area) so large images count more
     but do not dominate, or to the given ``weights``. All randomness comes from the given
     ``torch.Generator``.
+
+    ``scale_aug = {prob, min}`` (optional; recipe key ``data.scale_aug``): a share ``prob`` of the
+    patches is a crop of side ``round(patch / s)`` downscaled to ``patch`` (bicubic with
+    antialiasing, clamped to [0, 1]), s log-uniform in [``min``, 1] (capped so the crop fits the
+    image): the same photos seen at coarser resolutions, i.e. more image content per patch and new
+    edge/texture scales from a small training set. Without it the sampler draws exactly as before.
     """
 
-    def __init__(self, images: list[torch.Tensor], patch: int, weights: list[float] | None = None):
+    def __init__(self, images: list[torch.Tensor], patch: int, weights: list[float] | None = None,
+                 scale_aug: dict | None = None):
         small = [i for i, im in enumerate(images) if min(im.shape[-2:]) < patch]
         if small:
             raise ValueError(f"data.patch: {patch} is larger than image(s) {small}; use a smaller patch")
         self.images = images
         self.patch = int(patch)
+        self.scale_aug = _check_scale_aug(scale_aug)
         if weights is None:
             weights = sqrt_area_weights(images)
         w = torch.tensor(weights, dtype=torch.float64)
         if len(w) != len(images) or bool((w < 0).any()) or float(w.sum()) <= 0:
             raise ValueError(f"PatchSampler: need one non-negative weight per image, got {len(w)} for {len(images)}")
         self.probs = w / w.sum()
+
+    def _source_side(self, h: int, w: int, generator: torch.Generator) -> int:
+        """Side of the source crop: ``patch``, or ``round(patch / s)`` for a scale-augmented patch."""
+        if self.scale_aug is None:
+            return self.patch
+        u = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
+        if u[0] >= self.scale_aug["prob"]:
+            return self.patch
+        s = math.exp(math.log(self.scale_aug["min"]) * u[1])  # log-uniform in [min, 1]
+        return max(self.patch, min(int(round(self.patch / s)), h, w))
 
     def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         idx = torch.multinomial(self.probs, batch, replacement=True, generator=generator)
@@ -98,9 +134,12 @@ class PatchSampler:
         for i in idx.tolist():
             im = self.images[i]
             h, w = im.shape[-2:]
-            r = int(torch.randint(0, h - p + 1, (1,), generator=generator))
-            c = int(torch.randint(0, w - p + 1, (1,), generator=generator))
-            crop = im[:, r : r + p, c : c + p]
+            side = self._source_side(h, w, generator)
+            r = int(torch.randint(0, h - side + 1, (1,), generator=generator))
+            c = int(torch.randint(0, w - side + 1, (1,), generator=generator))
+            crop = im[:, r : r + side, c : c + side]
+            if side != p:
+                crop = F.interpolate(crop[None], size=(p, p), mode="bicubic", antialias=True, align_corners=False)[0].clamp(0.0, 1.0)
             k = int(torch.randint(0, 8, (1,), generator=generator))
             if k >= 4:
                 crop = crop.flip(-1)

@@ -23,6 +23,9 @@ synthetic dead-leaves images (``denoisers_zoo/dead_leaves.py``; defaults 64, 256
 0) to the training set; a share ``share`` of the patches comes from them (the natural images keep
 their sqrt(area) weights among themselves). They are regenerated from ``seed`` at every start.
 
+Optional ``data.scale_aug: {prob, min}`` draws a share ``prob`` of the patches from larger crops
+downscaled to the patch size, by a factor log-uniform in [``min``, 1] (``PatchSampler``).
+
 Optional ``perturbation: {type: grating, prob, amp: [lo, hi], freq: [lo, hi], window: [lo, hi]}``
 adds a windowed near-Nyquist grating to a share of the noisy inputs (clean target; see
 ``_grating_perturbation``).
@@ -132,7 +135,7 @@ def _training_sampler(data: dict, channels: int):
         share = float(data["dead_leaves"]["share"])
         weights = [w * (1.0 - share) / sum(weights) for w in weights] + [share / len(synthetic)] * len(synthetic)
         images += synthetic
-    return PatchSampler(images, int(data["patch"]), weights)
+    return PatchSampler(images, int(data["patch"]), weights, scale_aug=data.get("scale_aug"))
 
 
 def _sample_sigma(cfg: dict, batch: int, generator: torch.Generator) -> torch.Tensor:

@@ -656,6 +656,40 @@ def test_dead_leaves_share_of_training_patches(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_scale_aug_downscales_a_share_of_patches_by_log_uniform_factors(tmp_path):
+    """On a linear ramp a crop of side p/s downscaled to p has slope 1/s times the image's: the
+    share of rescaled patches is ``prob`` (binomial tolerance) and log(1/s) is uniform on
+    [0, -log(min)]. Without ``scale_aug`` the draws are exactly those of the plain sampler."""
+    from denoisers_zoo.data import PatchSampler
+    from denoisers_zoo.train import _training_sampler, load_recipe, train
+
+    W, p, n = 400, 24, 600
+    ramp = (torch.arange(W, dtype=torch.float32) / W).expand(W, W)[None].contiguous()
+    x = PatchSampler([ramp], p, scale_aug={"prob": 0.5, "min": 0.25}).sample(n, torch.Generator().manual_seed(1))
+    assert x.shape == (n, 1, p, p) and float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    inner = x[:, 0, 4:-4, 4:-4]
+    slope = torch.maximum((inner[:, :, 1:] - inner[:, :, :-1]).abs().mean((1, 2)),
+                          (inner[:, 1:] - inner[:, :-1]).abs().mean((1, 2))) * W  # = 1/s
+    rescaled = slope > 1.02
+    assert abs(rescaled.float().mean().item() - 0.5) < 4 * (0.25 / n) ** 0.5  # 4 binomial sd
+    assert float(slope.max()) < 4.0 * 1.02 and float(slope.min()) > 0.98
+    u = torch.log(slope[rescaled]) / math.log(4.0)  # ~ U[0, 1]
+    assert abs(float(u.mean()) - 0.5) < 4 * (1 / 12 / len(u)) ** 0.5
+    plain = PatchSampler([ramp], p).sample(8, torch.Generator().manual_seed(3))
+    assert torch.equal(plain, PatchSampler([ramp], p, scale_aug=None).sample(8, torch.Generator().manual_seed(3)))
+    assert _training_sampler({"train": ["coins"], "patch": 32, "scale_aug": {"prob": 1.0, "min": 0.5}}, 1).scale_aug == {"prob": 1.0, "min": 0.5}
+    for bad, key in (({"prob": 0.5, "min": 1.5}, "scale_aug.min"), ({"prob": 0.0}, "scale_aug.prob"), ({"factor": 2}, "unknown key")):
+        with pytest.raises(ValueError, match=key):
+            PatchSampler([ramp], p, scale_aug=bad)
+    rp = tmp_path / "sa.yaml"
+    rp.write_text("name: sa\narch: {type: drunet, channels: 1, nc: [8, 16, 32, 64], nb: 1}\n"
+                  "data: {train: [coins], patch: 32, scale_aug: {prob: 0.5, min: 2}}\n"
+                  "sigma: {dist: fixed, value: 0.1}\noptim: {lr: 1.0e-3}\nsteps: 1\nbatch: 1\nseed: 0\n")
+    with pytest.raises(ValueError, match="scale_aug.min"):
+        train(load_recipe(rp), tmp_path / "bad", progress_bar=False)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_keep_freed_memory_serves_large_blocks_from_the_heap():
     """After keep_freed_memory() a 20 MiB malloc no longer gets its own mmap (glibc's default
     threshold is 128 KiB): mallinfo2's mmapped-bytes counter must not grow. (mallopt's return value
