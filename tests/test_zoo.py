@@ -632,10 +632,23 @@ def test_dead_leaves_radius_law_and_images():
         dead_leaves_image(64, np.random.default_rng(0), r_min=0.0)
 
 
+def _assert_data_key_refused_before_output(tmp_path, data_extra: str, match: str):
+    """A tiny recipe whose ``data`` has ``data_extra`` is refused with ``match`` and writes nothing."""
+    from denoisers_zoo.train import load_recipe, train
+
+    rp = tmp_path / "bad.yaml"
+    rp.write_text("name: bad\narch: {type: drunet, channels: 1, nc: [8, 16, 32, 64], nb: 1}\n"
+                  f"data: {{train: [coins], patch: 32, {data_extra}}}\n"
+                  "sigma: {dist: fixed, value: 0.1}\noptim: {lr: 1.0e-3}\nsteps: 1\nbatch: 1\nseed: 0\n")
+    with pytest.raises(ValueError, match=match):
+        train(load_recipe(rp), tmp_path / "bad", progress_bar=False)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_dead_leaves_share_of_training_patches(tmp_path):
     """``data.dead_leaves.share`` is the probability that a patch comes from a synthetic image;
     a bad share is refused before any output is written."""
-    from denoisers_zoo.train import _training_sampler, load_recipe, train
+    from denoisers_zoo.train import _training_sampler
 
     data = {"train": ["coins", "page"], "patch": 32,
             "dead_leaves": {"images": 3, "size": 48, "share": 0.3, "seed": 0}}
@@ -647,13 +660,7 @@ def test_dead_leaves_share_of_training_patches(tmp_path):
     assert torch.allclose(nat, area / area.sum())
     x = s.sample(6, torch.Generator().manual_seed(0))
     assert x.shape == (6, 1, 32, 32)
-    rp = tmp_path / "dl.yaml"
-    rp.write_text("name: dl\narch: {type: drunet, channels: 1, nc: [8, 16, 32, 64], nb: 1}\n"
-                  "data: {train: [coins], patch: 32, dead_leaves: {images: 2, size: 48, share: 1.5}}\n"
-                  "sigma: {dist: fixed, value: 0.1}\noptim: {lr: 1.0e-3}\nsteps: 1\nbatch: 1\nseed: 0\n")
-    with pytest.raises(ValueError, match="dead_leaves.share"):
-        train(load_recipe(rp), tmp_path / "bad", progress_bar=False)
-    assert not (tmp_path / "bad").exists()
+    _assert_data_key_refused_before_output(tmp_path, "dead_leaves: {images: 2, size: 48, share: 1.5}", "dead_leaves.share")
 
 
 def test_scale_aug_downscales_a_share_of_patches_by_log_uniform_factors(tmp_path):
@@ -661,7 +668,7 @@ def test_scale_aug_downscales_a_share_of_patches_by_log_uniform_factors(tmp_path
     share of rescaled patches is ``prob`` (binomial tolerance) and log(1/s) is uniform on
     [0, -log(min)]. Without ``scale_aug`` the draws are exactly those of the plain sampler."""
     from denoisers_zoo.data import PatchSampler
-    from denoisers_zoo.train import _training_sampler, load_recipe, train
+    from denoisers_zoo.train import _training_sampler
 
     W, p, n = 400, 24, 600
     ramp = (torch.arange(W, dtype=torch.float32) / W).expand(W, W)[None].contiguous()
@@ -681,13 +688,7 @@ def test_scale_aug_downscales_a_share_of_patches_by_log_uniform_factors(tmp_path
     for bad, key in (({"prob": 0.5, "min": 1.5}, "scale_aug.min"), ({"prob": 0.0}, "scale_aug.prob"), ({"factor": 2}, "unknown key")):
         with pytest.raises(ValueError, match=key):
             PatchSampler([ramp], p, scale_aug=bad)
-    rp = tmp_path / "sa.yaml"
-    rp.write_text("name: sa\narch: {type: drunet, channels: 1, nc: [8, 16, 32, 64], nb: 1}\n"
-                  "data: {train: [coins], patch: 32, scale_aug: {prob: 0.5, min: 2}}\n"
-                  "sigma: {dist: fixed, value: 0.1}\noptim: {lr: 1.0e-3}\nsteps: 1\nbatch: 1\nseed: 0\n")
-    with pytest.raises(ValueError, match="scale_aug.min"):
-        train(load_recipe(rp), tmp_path / "bad", progress_bar=False)
-    assert not (tmp_path / "bad").exists()
+    _assert_data_key_refused_before_output(tmp_path, "scale_aug: {prob: 0.5, min: 2}", "scale_aug.min")
 
 
 def test_keep_freed_memory_serves_large_blocks_from_the_heap():
