@@ -5,9 +5,9 @@ glibc's defaults such blocks are served by ``mmap`` and returned to the OS when 
 heap top is trimmed), so every call pays fresh page faults and zeroing: measured here, one
 256² forward of the stage-4 drunet_gray (widths [16, 32, 64, 128]) on one core took 85-100 ms
 with the defaults and 55-62 ms with the thresholds below (and whether a process had first run
-BM3D, which happens to raise glibc's dynamic mmap threshold, moved the network's time by ~30 %). ``keep_freed_memory()`` fixes both
-thresholds with ``mallopt`` so timings are stable and fast; it is what the CLI, the model cards
-and the benchmarks call at start. Elsewhere (not glibc, e.g. macOS) it does nothing.
+BM3D, which happens to raise glibc's dynamic mmap threshold, moved the network's time by ~30 %).
+``keep_freed_memory()`` fixes both thresholds with ``mallopt`` so timings are stable and fast; it
+is what the CLI, the model cards and the benchmarks call at start. Elsewhere (not glibc, e.g. macOS) it does nothing.
 """
 from __future__ import annotations
 
