@@ -15,7 +15,7 @@ painted (the rest gets one last grey level); centres are uniform on the canvas e
 on each side, so large disks centred outside it occlude as they should. The canvas is
 ``supersample`` times finer than the output and block-averaged, so disk edges are anti-aliased as
 a camera's would be.
-[CHOICE] grey levels uniform on [0, 1] (Achddou et al. draw colours from natural-image histograms);
+Our choice: grey levels uniform on [0, 1] (Achddou et al. draw colours from natural-image histograms);
 defaults alpha = 3, r_min = 1 px, r_max = the image size, supersample = 4, coverage = 0.998.
 """
 from __future__ import annotations

@@ -2,8 +2,8 @@ r"""Lipschitz constant of the residual ``R(x) = x - D(x, sigma)`` by power itera
 
 At a point ``x`` the local Lipschitz constant is the spectral norm of the Jacobian :math:`J_R(x)`;
 power iteration on :math:`J^\top J` (``jvp`` then ``vjp``) converges to it from below. The maximum
-over a few points is a lower bound of the global constant (PnP-ULA pitfall 6: the step-size rules
-assume ``L`` known).
+over a few points is a lower bound of the global constant (the PnP-ULA and SK-ROCK step-size
+rules assume ``L`` known: ``docs/algorithms.md §residual-lipschitz``).
 """
 from __future__ import annotations
 

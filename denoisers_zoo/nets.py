@@ -69,7 +69,7 @@ class DRUNetNet(nn.Module):
     On CPU the network runs on a channels-last copy of its input (oneDNN then picks its NHWC
     convolution kernels; the output is returned in the usual layout). Same numbers to ~1e-8;
     measured here on one thread at 256² (nc [16, 32, 96, 192]): 78-83 ms -> 63-66 ms forward, and
-    a training step (8 x 128², forward + backward) ~10 % faster. [CHOICE] not applied on GPU,
+    a training step (8 x 128², forward + backward) ~10 % faster. Our choice: not applied on GPU,
     where it was not measured.
     """
 

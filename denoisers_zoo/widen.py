@@ -8,7 +8,7 @@ network computes exactly the old function, and the zeroed weights receive non-ze
 from the first step (the new features are non-zero), so training can bring them in.
 
 This is the "new units with zero outgoing weights" variant of Net2WiderNet (Chen, Goodfellow &
-Shlens, *Net2Net*, ICLR 2016). [CHOICE] Net2Net's own widening copies existing units and splits
+Shlens, *Net2Net*, ICLR 2016). Our choice: Net2Net's own widening copies existing units and splits
 their outgoing weights; with Adam's per-coordinate step the copies stay nearly identical unless
 noise is added, which changes the function. Zero outgoing weights keep it exact and need no
 symmetry breaking. It is valid for networks whose channel spaces are joined by additions (skip

@@ -1,20 +1,22 @@
-r"""Ingredients of the PnP-ULA mismatch bound (Renaud et al., ICLR 2024; reference §4).
+r"""Ingredients of the PnP-ULA mismatch bound (Renaud et al., ICLR 2024).
+
+Equations, sources and what could not be checked: ``docs/algorithms.md §mismatch``.
 
 Two PnP-ULA chains that differ in the denoiser and/or the operator have drifts
 :math:`b^i(x) = \nabla\log p^i(y|x) + (\alpha/\varepsilon)(D^i_\varepsilon(x) - x) + (\Pi_C(x)-x)/\lambda`.
 The paper's Theorem 1 bounds the distance between their invariant laws by a quantity driven by
 
-- the **posterior-L2 pseudometric** between denoisers (as computed in the authors' code, C1):
+- the **posterior-L2 pseudometric** between denoisers (as computed in the authors' code):
   :math:`d(D^1, D^2) = (\mathbb E_{x\sim\pi^1}\|D^1(x) - D^2(x)\|^2)^{1/2}`, estimated on states
   of the chain driven by :math:`D^1`;
 - for an operator mismatch, :math:`\|A^1 - A^2\|_2` (a corollary of the paper).
 
-The exact inequality and its constants are **[NOT FOUND]** offline (reference §4.2), so this
+The exact inequality and its constants could not be checked in the paper's text, so this
 module computes and reports the *ingredients*, never a made-up numeric bound. On top of the
 paper's quantities it reports the drift difference actually felt by the chain,
 :math:`(\mathbb E_{x\sim\pi^1}\|b^1(x)-b^2(x)\|^2)^{1/2}`, split into its prior part
-:math:`(\alpha/\varepsilon) d(D^1,D^2)` and its data part — whether P3 puts α/ε inside its
-definition is [NOT FOUND], so both scalings are given.
+:math:`(\alpha/\varepsilon) d(D^1,D^2)` and its data part — whether the paper puts α/ε inside
+its definition could not be checked (the authors' code omits it), so both scalings are given.
 """
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Plug-and-play score prior (Tweedie's formula).
 
 For the MMSE denoiser ``D*_ε`` of ``p_ε = p * N(0, ε I)``, Tweedie's identity gives
-``∇ log p_ε(x) = (D*_ε(x) − x)/ε``; a learned denoiser ``D_ε`` replaces ``D*_ε`` (Laumont et al.
-2022, reference sheet §1). **ε is the noise variance**: the denoiser is called with its std
-``√ε`` (reference pitfall 4: deepinv's ``ScorePrior.grad(x, sigma)`` takes a std; passing ε
-there squares it again).
+``∇ log p_ε(x) = (D*_ε(x) − x)/ε``; a learned denoiser ``D_ε`` replaces ``D*_ε`` (Laumont et al.,
+SIAM J. Imaging Sci. 15(2), 2022; ``docs/algorithms.md §score-prior``). **ε is the noise
+variance**: the denoiser is called with its std ``√ε`` (deepinv's ``ScorePrior.grad(x, sigma)``
+takes a std; passing ε there squares it again).
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class ScorePrior:
 
     @property
     def lipschitz(self) -> float:
-        """``α L / ε``: Lipschitz constant of :meth:`score` (reference §1)."""
+        """``α L / ε``: Lipschitz constant of :meth:`score` (``docs/algorithms.md §score-prior``)."""
         if self.residual_lipschitz is None:
             name = getattr(self.denoiser, "name", type(self.denoiser).__name__)
             raise ValueError(

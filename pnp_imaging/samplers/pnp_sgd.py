@@ -1,7 +1,8 @@
 r"""PnP-SGD: MAP estimation with a plug-and-play prior by stochastic gradient descent.
 
 Laumont et al. 2023 ("On MAP estimation with Plug & Play priors and stochastic gradient
-descent", JMIV 65:140–163) minimise the smoothed posterior potential
+descent", JMIV 65:140–163) study this estimator; the form implemented here (provenance below)
+minimises the smoothed posterior potential
 
 .. math::  U(x) = f_y(x) - \alpha \log p_\varepsilon(x) \;[+\; d(x, C)^2 / (2\lambda)]
 
@@ -15,10 +16,10 @@ Gaussian-smoothed potential :math:`U * \mathcal N(0, s^2 I)`:
 
     x_{k+1} = \Pi_C\big(x_k - \delta_k g_k\big),\qquad \delta_k = \delta_0 (1 + k/k_0)^{-a}.
 
-Provenance (reference sheet ``pnp_sampling.md`` §3): P2's exact estimator, schedule, annealing
-and stopping rule are **[NOT FOUND]** offline. What is implemented is the sheet's [CHOICE]
-(gradient of U with the Tweedie gradient, Robbins–Monro steps with a ∈ (1/2, 1], δ₀ ≤ 1/L_U),
-with these further documented choices:
+Provenance (``docs/algorithms.md §pnp-sgd``): the paper's exact stochastic-gradient estimator,
+step-size schedule, annealing and stopping rule could not be checked in its text, so what is
+implemented is our choice (gradient of U with the Tweedie gradient, Robbins–Monro steps with
+a ∈ (1/2, 1], δ₀ ≤ 1/L_U), with these further documented choices:
 
 - perturbation std ``s`` defaults to √ε (the denoiser's own noise level); ``s = 0`` gives the
   deterministic PnP gradient descent (the baseline in ``bench/``);
@@ -35,12 +36,13 @@ with these further documented choices:
             (D_\varepsilon(\tilde x_k) - \tilde x_k)\big)\big),\qquad \delta_0 = \text{step\_fraction}\cdot\varepsilon/(\alpha L),
 
   whose fixed points are the same stationary points of the smoothed U (prox of the data term,
-  gradient of the smooth prior term). This is a deviation from the plain gradient step of the
-  sheet's [CHOICE]: with σ_y = 1/255 the data term's L_y = ‖A‖²/σ_y² is 25× the prior's αL/ε,
-  so the explicit step δ₀ ≈ 1/L_y lets the prior move unobserved pixels by only ~4% of the
-  denoiser residual per iteration (inpainting with 80% missing pixels barely moved in 200
-  iterations); the implicit data step removes L_y from the step-size bound. ``"gradient"`` is
-  the plain step of the equation above (the only option for Poisson noise or non-circular blur).
+  ``docs/algorithms.md §data-prox``; gradient of the smooth prior term). This is a deviation
+  from the plain gradient step above: with σ_y = 1/255 the data term's L_y = ‖A‖²/σ_y² is 25×
+  the prior's αL/ε, so the explicit step δ₀ ≈ 1/L_y lets the prior move unobserved pixels by
+  only ~4% of the denoiser residual per iteration (inpainting with 80% missing pixels barely
+  moved in 200 iterations); the implicit data step removes L_y from the step-size bound.
+  ``"gradient"`` is the plain step of the equation above (the only option for Poisson noise or
+  non-circular blur).
 
 Same shape as the samplers: a pure :func:`step` over an explicit :class:`SGDState` with the
 generator passed in; :func:`run_map` is the loop.

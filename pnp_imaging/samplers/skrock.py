@@ -1,11 +1,12 @@
 r"""SK-ROCK with a plug-and-play prior (Pereyra, Vargas-Mieles, Zygalakis, SIAM J. Imaging Sci.
-13(2), 2020; reference sheet §5.1 and §5.3).
+13(2), 2020; ``docs/algorithms.md §skrock`` and ``§skrock-step``).
 
-Target ``π ∝ exp(−U)`` with (§5.3)::
+Target ``π ∝ exp(−U)`` with (``docs/algorithms.md §skrock-step``)::
 
     ∇U(x) = ∇f_y(x) + (α/ε)(x − D_ε(x)) [+ (x − Π_C(x))/λ]
 
-One outer step with ``s`` stages, damping ``η`` (recursion exactly as §5.1, C3 ``SKROCK.m``)::
+One outer step with ``s`` stages, damping ``η`` (recursion exactly as in the official code of
+Pereyra et al., ``SKROCK.m``; ``docs/algorithms.md §skrock``)::
 
     ℓ_s = (s − ½)²(2 − 4η/3) − 3/2,     δ = p ℓ_s / L
     ω₀ = 1 + η/s²,  ω₁ = T_s(ω₀)/T_s'(ω₀),  μ₁ = ω₁/ω₀,  ν₁ = sω₁/2,  κ₁ = sω₁/ω₀
@@ -18,21 +19,24 @@ One outer step with ``s`` stages, damping ``η`` (recursion exactly as §5.1, C3
 T_j are Chebyshev polynomials of the first kind (T₀ = 1, T₁ = x, T_{j+1} = 2xT_j − T_{j−1}).
 Each outer step costs ``s`` evaluations of ∇U (``s`` denoiser calls).
 
-Defaults: ``s = 10``, ``η = 0.05`` (C3 hard-codes η = 0.05; s = 10 in C2, C3), ``p = 0.99``
-(C2's SK-ROCK tutorial; C3 uses 0.5 for deconvolution, 0.8 for tomography), box C = [−1, 2]
-with the soft tail and ``λ = 0.99/(2αL/ε + 4L_y)`` — the PnP-ULA rule of §2.2 (a [CHOICE]:
-no source fixes λ for PnP SK-ROCK); ``L = L_y + αL/ε + 1/λ`` (§5.3 [CHOICE], by analogy with
-§2.2). Worked values (σ = 1/255, ε = (5/255)², α = L = 1, ‖A‖ = 1): ℓ₁₀ = 172.98, λ = 3.7316e-6,
-L = 335607.8, δ = 5.1028e-4, i.e. 519× the PnP-ULA δ for 10× the gradient evaluations.
+Defaults: ``s = 10``, ``η = 0.05`` (the official code hard-codes η = 0.05; s = 10 there and in
+the MI2G SK-ROCK tutorial), ``p = 0.99`` (the MI2G SK-ROCK tutorial; the official code uses 0.5
+for deconvolution, 0.8 for tomography), box C = [−1, 2] with the soft tail and
+``λ = 0.99/(2αL/ε + 4L_y)`` — the PnP-ULA rule (``docs/algorithms.md §pnp-ula-step``; our
+choice: no source fixes λ for PnP SK-ROCK); ``L = L_y + αL/ε + 1/λ`` (our choice, by analogy
+with the PnP-ULA rule; ``docs/algorithms.md §skrock-step``). Worked values (σ = 1/255,
+ε = (5/255)², α = L = 1, ‖A‖ = 1): ℓ₁₀ = 172.98, λ = 3.7316e-6, L = 335607.8, δ = 5.1028e-4,
+i.e. 519× the PnP-ULA δ for 10× the gradient evaluations.
 
-Caveat (computed, tested): on a quadratic ``U = h x²/2`` the stationary variance of this
-recursion is ``(1/h)·R(δh)`` with ``R → 1`` as ``δh → 0`` (first order) but **not monotone**
-over the stability interval: with s = 10, η = 0.05, ``R`` = 0.98 at δh = 1, 0.93 at 2, ~0 at
-δh ≈ 4.79 (the first zero of the stage-noise polynomial, where ω₀ + ω₁(−δh) = cos(π/s)),
-0.89 at 10, 0.35 at 20, 0.59 at 60, 0.25 at 100, 0.11 at 170. So posterior means are
-unbiased on Gaussian targets, but variances of stiff directions (δh ≳ 2: well-determined,
-small-variance components) can be strongly underestimated; per-pixel std maps mix all
-directions. :func:`stationary_variance_quadratic` gives ``R``; tests compare against it.
+Caveat (computed, tested; ``docs/algorithms.md §skrock-variance``): on a quadratic
+``U = h x²/2`` the stationary variance of this recursion is ``(1/h)·R(δh)`` with ``R → 1`` as
+``δh → 0`` (first order) but **not monotone** over the stability interval: with s = 10,
+η = 0.05, ``R`` = 0.98 at δh = 1, 0.93 at 2, ~0 at δh ≈ 4.79 (the first zero of the
+stage-noise polynomial, where ω₀ + ω₁(−δh) = cos(π/s)), 0.89 at 10, 0.35 at 20, 0.59 at 60,
+0.25 at 100, 0.11 at 170. So posterior means are unbiased on Gaussian targets, but variances
+of stiff directions (δh ≳ 2: well-determined, small-variance components) can be strongly
+underestimated; per-pixel std maps mix all directions. :func:`stationary_variance_quadratic`
+gives ``R``; tests compare against it.
 
 The state holds no cached gradient (``grad`` is always ``None``): the first stage evaluates
 ∇U at the *perturbed* point ``X + ν₁Q``, never at ``X``, so there is nothing to reuse.
@@ -64,7 +68,7 @@ __all__ = [
 
 
 def stability_length(n_stages: int, eta: float) -> float:
-    """``ℓ_s = (s − ½)²(2 − 4η/3) − 3/2`` (reference §5.1)."""
+    """``ℓ_s = (s − ½)²(2 − 4η/3) − 3/2`` (``docs/algorithms.md §skrock``)."""
     return (n_stages - 0.5) ** 2 * (2.0 - 4.0 * eta / 3.0) - 1.5
 
 
@@ -240,7 +244,8 @@ def stationary_variance_quadratic(h: float, step_size: float, n_stages: int = 10
     One step is linear, ``X' = a X + b Q`` with ``Q ~ N(0, 2δ)``: propagating ``K_j = a_j X +
     b_j Q`` through the recursion (``a_0 = 1, b_0 = 0``; ``a_1 = 1 − μ₁δh``, ``b_1 = κ₁ −
     μ₁ν₁δh``; ``c_j = (ν_j − μ_jδh) c_{j−1} + κ_j c_{j−2}`` for ``c = a, b``) gives the
-    stationary variance ``2δ b_s² / (1 − a_s²)`` (reference §7), to compare with ``1/h``.
+    stationary variance ``2δ b_s² / (1 − a_s²)`` (``docs/algorithms.md §skrock-variance``), to
+    compare with ``1/h``.
     Returns ``inf`` when ``|a_s| >= 1`` (unstable step).
     """
     mu, nu, ka = coefficients(int(n_stages), float(eta))

@@ -1,5 +1,5 @@
 r"""PnP-ULA and projected PnP-ULA (Laumont, De Bortoli, Almansa, Delon, Durmus, Pereyra, SIAM J.
-Imaging Sci. 15(2), 2022; reference sheet §2).
+Imaging Sci. 15(2), 2022; ``docs/algorithms.md §pnp-ula``).
 
 PnP-ULA (soft tail term, the default)::
 
@@ -9,25 +9,26 @@ PPnP-ULA (``projected=True``)::
 
     X_{k+1} = Π_C( X_k + δ ∇log p(y|X_k) + (αδ/ε)(D_ε(X_k) − X_k) + √(2δ) Z_{k+1} )
 
-``C`` is the box ``clip = (lo, hi)``, default ``(-1, 2)`` (reference §2.3: the value C1's
-``pnpula`` and deepinv's legacy ``ULA`` use; ``(0, 1)`` is the C2 choice), ``Π_C`` = clamp;
-``clip=None`` drops the tail term (soft variant only).
+``C`` is the box ``clip = (lo, hi)``, default ``(-1, 2)`` (``docs/algorithms.md §box``: the
+value of the authors' ``pnpula`` and of deepinv's legacy ``ULA``; the MI2G PnP-ULA tutorial uses
+``(0, 1)``), ``Π_C`` = clamp; ``clip=None`` drops the tail term (soft variant only).
 
 The state caches the drift ``b(X_k)`` so that one step costs exactly one denoiser call:
 ``step`` moves with the cached drift and evaluates the drift at the new point.
 
-Automatic step size (``step_size="auto"``, :func:`make_params`) — rule of **C2**
-(MI2G/sampling-tutorials ``PnP_ULA_notebook``, Pereyra's group, described there as P1's
-guidelines), reference §2.2, with ``L`` = residual Lipschitz constant of the denoiser and ``L_y``
-= ``problem.data_lipschitz``:
+Automatic step size (``step_size="auto"``, :func:`make_params`) — the rule of the MI2G PnP-ULA
+tutorial (MI2G/sampling-tutorials ``PnP_ULA_notebook``, Pereyra's group, described there as the
+guidelines of Laumont et al. 2022; ``docs/algorithms.md §pnp-ula-step``), with ``L`` = residual
+Lipschitz constant of the denoiser and ``L_y`` = ``problem.data_lipschitz``:
 
 * soft:       ``λ = 0.99 / (2αL/ε + 4 L_y)``,  ``δ = 0.99 · (1/3) · (αL/ε + L_y + 1/λ)^{-1}``
 * projected:  ``δ = 0.99 · (αL/ε + L_y)^{-1}`` (no λ)
 
-Chosen over C1's (``λ = 1/(4L_y + 2αL/ε)``, ``δ = δ_max`` exactly) because it stays strictly
-inside the bound. Deviations, documented: (i) for the projected variant C2 writes ``L/ε``
-without α; we use ``αL/ε`` (identical for α = 1; for α > 1 C2's step would exceed the
-Lipschitz bound of the drift); (ii) with ``clip=None`` the soft rule is used with ``1/λ = 0``.
+Chosen over the rule in the authors' ``pnpula`` of Renaud et al. (``λ = 1/(4L_y + 2αL/ε)``,
+``δ = δ_max`` exactly) because it stays strictly inside the bound. Deviations, documented: (i) for
+the projected variant the tutorial writes ``L/ε`` without α; we use ``αL/ε`` (identical for
+α = 1; for α > 1 the tutorial's step would exceed the Lipschitz bound of the drift); (ii) with
+``clip=None`` the soft rule is used with ``1/λ = 0``.
 Worked values (σ = 1/255, ε = (5/255)², α = 1, L = 1, ‖A‖ = 1, so L_y = 65025, αL/ε = 2601):
 λ = 3.7316e-6, δ = 9.8329e-7 (soft); δ = 1.4639e-5 (projected). ULA is biased in δ (O(δ)).
 """
@@ -107,7 +108,8 @@ def auto_rule(
     prior_lipschitz: float, data_lipschitz: float, *, projected: bool = False, tail: bool = True,
     fraction: float = _FRACTION,
 ) -> tuple[float, float | None]:
-    """``(δ, λ)`` by the C2 rule (module docstring); ``prior_lipschitz`` = αL/ε, ``data_lipschitz`` = L_y."""
+    """``(δ, λ)`` by the tutorial rule (module docstring; ``docs/algorithms.md §pnp-ula-step``);
+    ``prior_lipschitz`` = αL/ε, ``data_lipschitz`` = L_y."""
     lp, ly = float(prior_lipschitz), float(data_lipschitz)
     if projected:
         return fraction / (lp + ly), None
@@ -127,7 +129,8 @@ def make_params(
     projected: bool = False,
     fraction: float = _FRACTION,
 ) -> ULAParams:
-    """Build :class:`ULAParams`, filling ``"auto"`` entries by the C2 rule (module docstring).
+    """Build :class:`ULAParams`, filling ``"auto"`` entries by the tutorial rule (module docstring;
+    ``docs/algorithms.md §pnp-ula-step``).
 
     >>> delta, lam = auto_rule(2601.0, 65025.0)  # sigma = 1/255, eps = (5/255)**2, alpha = L = 1
     >>> f"{delta:.4e} {lam:.4e} {auto_rule(2601.0, 65025.0, projected=True)[0]:.4e}"
