@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 __all__ = ["write_figures", "render_report", "FIGURES"]
 
@@ -80,14 +79,29 @@ def _savefig(fig, path: Path) -> None:
     _plt().close(fig)
 
 
-def write_figures(run_dir: str | Path) -> list[str]:
-    """Write the report's PNG figures into ``run_dir``; returns the file names written."""
-    plt = _plt()
-    res = load_results(run_dir)
-    run_dir = Path(run_dir)
-    est = res["estimates"]
-    written: list[str] = []
+def _grid(nrows: int, ncols: int, figsize: tuple[float, float]):
+    """Figure and a 2-D array of axes under constrained layout, which reserves room for every
+    title, tick label and colorbar, so no panel's labels run into its neighbour."""
+    return _plt().subplots(nrows, ncols, figsize=figsize, layout="constrained", squeeze=False)
 
+
+def _image_panel(fig, ax, img: np.ndarray, title: str, *, colorbar: bool = True, **imshow) -> None:
+    """One image with its title, no axes and (by default) a slim colorbar with small tick labels."""
+    im = ax.imshow(img, **imshow)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    if colorbar:
+        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+        bar.ax.tick_params(labelsize=7)
+
+
+def _level_percent(res: dict) -> int:
+    return int(round(100 * res["summary"].get("credible_level", 0.9)))
+
+
+def _images_figure(res: dict):
+    """Observation, MAP, MMSE and ground truth side by side (those that exist)."""
+    est = res["estimates"]
     panels = [("observation y", est.get("y"))]
     if "map" in est:
         panels.append((f"MAP{_psnr_label(res, 'map')}", est["map"]))
@@ -95,95 +109,125 @@ def write_figures(run_dir: str | Path) -> list[str]:
     if "x_true" in est:
         panels.append(("ground truth", est["x_true"]))
     panels = [(t, im) for t, im in panels if im is not None]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
-    for ax, (title, img) in zip(np.atleast_1d(axes), panels):
-        ax.imshow(_show(img), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    _savefig(fig, run_dir / "images.png")
-    written.append("images.png")
+    fig, axes = _grid(1, len(panels), (2.5 * len(panels), 2.8))
+    for ax, (title, img) in zip(axes.flat, panels):
+        _image_panel(fig, ax, _show(img), title, colorbar=False, cmap="gray", vmin=0, vmax=1)
+    return fig
 
-    level = res["summary"].get("credible_level", 0.9)
-    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.4))
-    for ax, (title, img) in zip(axes, [("posterior std", _gray(est["std"])),
-                                      (f"{int(round(100 * level))}% interval width", _gray(est["upper"] - est["lower"]))]):
-        im = ax.imshow(img, cmap="magma")
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    _savefig(fig, run_dir / "uncertainty.png")
-    written.append("uncertainty.png")
 
+def _uncertainty_figure(res: dict):
+    """Per-pixel posterior std and credible-interval width."""
+    est = res["estimates"]
+    panels = [("posterior std", _gray(est["std"])),
+              (f"{_level_percent(res)}% interval width", _gray(est["upper"] - est["lower"]))]
+    fig, axes = _grid(1, 2, (7.5, 3.4))
+    for ax, (title, img) in zip(axes.flat, panels):
+        _image_panel(fig, ax, img, title, cmap="magma")
+    return fig
+
+
+def _multiscale_std_figure(res: dict):
+    """Std of the posterior mean over k×k blocks, one panel per scale, at most 3 per row."""
+    est = res["estimates"]
     scales = sorted(int(k.split("_")[-1]) for k in est if k.startswith("multiscale_std_"))
-    if scales:
-        fig, axes = plt.subplots(1, len(scales), figsize=(3.0 * len(scales), 3.0))
-        for ax, k in zip(np.atleast_1d(axes), scales):
-            im = ax.imshow(_gray(est[f"multiscale_std_{k}"]), cmap="magma")
-            ax.set_title(f"{k}×{k} blocks", fontsize=9)
-            ax.axis("off")
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-        _savefig(fig, run_dir / "multiscale_std.png")
-        written.append("multiscale_std.png")
+    if not scales:
+        return None
+    nrows = -(-len(scales) // 3)
+    ncols = -(-len(scales) // nrows)
+    fig, axes = _grid(nrows, ncols, (3.3 * ncols, 3.0 * nrows))
+    for ax, k in zip(axes.flat, scales):
+        _image_panel(fig, ax, _gray(est[f"multiscale_std_{k}"]), f"{k}×{k} blocks", cmap="magma")
+    for ax in axes.flat[len(scales):]:
+        ax.set_visible(False)
+    return fig
 
-    if "x_true" in est:
-        err = np.abs(est["mmse"] - est["x_true"]).ravel()
-        std = est["std"].ravel()
-        fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.4))
-        im = axes[0].imshow(_gray(np.abs(est["mmse"] - est["x_true"])), cmap="magma")
-        axes[0].set_title("|MMSE − truth|", fontsize=9)
-        axes[0].axis("off")
-        fig.colorbar(im, ax=axes[0], fraction=0.046, pad=0.04)
-        idx = np.random.default_rng(0).choice(err.size, size=min(err.size, 4000), replace=False)
-        axes[1].scatter(std[idx], err[idx], s=2, alpha=0.4)
-        lim = float(max(std[idx].max(), 1e-12))
-        axes[1].plot([0, lim], [0, lim], "k--", lw=0.8, label="error = std")
-        axes[1].set_xlabel("posterior std")
-        axes[1].set_ylabel("|error|")
-        cov = res["summary"].get("coverage")
-        axes[1].set_title(f"coverage of {int(round(100 * level))}% intervals: {cov:.3f}" if cov is not None else "", fontsize=9)
-        axes[1].legend(fontsize=8)
-        _savefig(fig, run_dir / "error_vs_std.png")
-        written.append("error_vs_std.png")
 
-    if "map" in est:
-        diff = _gray(est["map"] - est["mmse"])
-        lim = float(np.abs(diff).max()) or 1.0
-        fig, ax = plt.subplots(figsize=(3.8, 3.4))
-        im = ax.imshow(diff, cmap="RdBu_r", vmin=-lim, vmax=lim)
-        ax.set_title("MAP − MMSE", fontsize=9)
-        ax.axis("off")
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-        _savefig(fig, run_dir / "map_minus_mmse.png")
-        written.append("map_minus_mmse.png")
+def _error_vs_std_figure(res: dict):
+    """|MMSE − truth| map and a scatter of the error against the posterior std (needs the truth)."""
+    est = res["estimates"]
+    if "x_true" not in est:
+        return None
+    abs_err = np.abs(est["mmse"] - est["x_true"])
+    fig, axes = _grid(1, 2, (8.0, 3.4))
+    _image_panel(fig, axes[0, 0], _gray(abs_err), "|MMSE − truth|", cmap="magma")
+    err, std = abs_err.ravel(), est["std"].ravel()
+    idx = np.random.default_rng(0).choice(err.size, size=min(err.size, 4000), replace=False)
+    ax = axes[0, 1]
+    ax.scatter(std[idx], err[idx], s=2, alpha=0.4)
+    lim = float(max(std[idx].max(), 1e-12))
+    ax.plot([0, lim], [0, lim], "k--", lw=0.8, label="error = std")
+    ax.set_xlabel("posterior std")
+    ax.set_ylabel("|error|")
+    cov = res["summary"].get("coverage")
+    ax.set_title(f"coverage of {_level_percent(res)}% intervals: {cov:.3f}" if cov is not None else "", fontsize=9)
+    ax.legend(fontsize=8)
+    return fig
 
+
+def _map_minus_mmse_figure(res: dict):
+    """MAP − MMSE difference on a symmetric diverging scale (needs the MAP)."""
+    est = res["estimates"]
+    if "map" not in est:
+        return None
+    diff = _gray(est["map"] - est["mmse"])
+    lim = float(np.abs(diff).max()) or 1.0
+    fig, axes = _grid(1, 1, (3.8, 3.4))
+    _image_panel(fig, axes[0, 0], diff, "MAP − MMSE", cmap="RdBu_r", vmin=-lim, vmax=lim)
+    return fig
+
+
+def _traces_figure(res: dict):
+    """Each scalar trace (all chains, burn-in marked) next to its autocorrelation after burn-in."""
     tr = res.get("traces")
-    if tr is not None and "values" in tr and tr["values"].size:
-        from pnp_imaging.diagnostics import autocorrelation
+    if tr is None or "values" not in tr or not tr["values"].size:
+        return None
+    from pnp_imaging.diagnostics import autocorrelation
 
-        values = tr["values"]  # [chains, steps, n_traces]
-        names = [str(n) for n in tr["names"]]
-        n = values.shape[-1]
-        burn = int(res["summary"].get("n_burnin", 0))
-        fig, axes = plt.subplots(n, 2, figsize=(9, 1.9 * n), squeeze=False)
-        for i in range(n):
-            for c in range(values.shape[0]):
-                axes[i, 0].plot(values[c, :, i], lw=0.6, label=f"chain {c}")
-                kept = values[c, burn:, i]
-                if kept.size > 4:
-                    acf = autocorrelation(kept)
-                    lags = min(len(acf), 200)
-                    axes[i, 1].plot(np.arange(lags), acf[:lags], lw=0.8)
-            axes[i, 0].axvline(burn, color="k", ls=":", lw=0.8)
-            axes[i, 0].set_ylabel(names[i], fontsize=7)
-            axes[i, 1].axhline(0, color="k", lw=0.5)
-            axes[i, 1].set_ylim(-0.2, 1.0)
-        axes[0, 0].set_title("traces (dotted: end of burn-in)", fontsize=9)
-        axes[0, 1].set_title("autocorrelation after burn-in", fontsize=9)
-        axes[-1, 0].set_xlabel("iteration")
-        axes[-1, 1].set_xlabel("lag")
-        fig.tight_layout()
-        _savefig(fig, run_dir / "traces.png")
-        written.append("traces.png")
+    values = tr["values"]  # [chains, steps, n_traces]
+    names = [str(n) for n in tr["names"]]
+    n = values.shape[-1]
+    burn = int(res["summary"].get("n_burnin", 0))
+    fig, axes = _grid(n, 2, (9, 1.9 * n))
+    for i in range(n):
+        for c in range(values.shape[0]):
+            axes[i, 0].plot(values[c, :, i], lw=0.6, label=f"chain {c}")
+            kept = values[c, burn:, i]
+            if kept.size > 4:
+                acf = autocorrelation(kept)
+                lags = min(len(acf), 200)
+                axes[i, 1].plot(np.arange(lags), acf[:lags], lw=0.8)
+        axes[i, 0].axvline(burn, color="k", ls=":", lw=0.8)
+        axes[i, 0].set_ylabel(names[i], fontsize=7)
+        axes[i, 1].axhline(0, color="k", lw=0.5)
+        axes[i, 1].set_ylim(-0.2, 1.0)
+    axes[0, 0].set_title("traces (dotted: end of burn-in)", fontsize=9)
+    axes[0, 1].set_title("autocorrelation after burn-in", fontsize=9)
+    axes[-1, 0].set_xlabel("iteration")
+    axes[-1, 1].set_xlabel("lag")
+    return fig
+
+
+#: figure file name -> function of the loaded results returning a figure, or None when the
+#: run lacks what the figure needs. Same keys, same order as :data:`FIGURES`.
+_FIGURE_MAKERS = {
+    "images.png": _images_figure,
+    "uncertainty.png": _uncertainty_figure,
+    "multiscale_std.png": _multiscale_std_figure,
+    "error_vs_std.png": _error_vs_std_figure,
+    "map_minus_mmse.png": _map_minus_mmse_figure,
+    "traces.png": _traces_figure,
+}
+
+
+def write_figures(run_dir: str | Path) -> list[str]:
+    """Write the report's PNG figures into ``run_dir``; returns the file names written."""
+    res = load_results(run_dir)
+    written: list[str] = []
+    for name, make in _FIGURE_MAKERS.items():
+        fig = make(res)
+        if fig is not None:
+            _savefig(fig, Path(run_dir) / name)
+            written.append(name)
     return written
 
 
@@ -288,6 +332,3 @@ def render_report(run_dir: str | Path, *, regenerate_figures: bool = True) -> Pa
     tmp.replace(out)
     return out
 
-
-def config_yaml(cfg: dict) -> str:
-    return yaml.safe_dump(cfg, sort_keys=False)
