@@ -18,6 +18,7 @@ import os
 import platform
 import sys
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -117,51 +118,70 @@ def _sigmas_for(den) -> list[float]:
     return [s for s in (5, 15, 25, 50) if lo * 255 - 1e-9 <= s <= hi * 255 + 1e-9]
 
 
-def make_card(name: str, *, manifest: str | os.PathLike | None = None, bm3d: bool = True,
-              lip_points: int = 3, lip_iter: int = 25, lip_crop: int = 48, sigmas_255=None, n_time: int = 3) -> Path:
-    """Measure and write ``<weights>/<name>.md``; record ``lipschitz`` and ``eval`` in the manifest.
-    ``sigmas_255`` / ``n_time`` / ``lip_*`` shrink the work (tests)."""
+@dataclass
+class _Measurements:
+    """What the card reports, measured on this machine for one model."""
+
+    den: object  # the loaded zoo denoiser
+    n_params: int
+    load_before: float  # 1-min load average just before the timing
+    t256: float  # median seconds of one 256x256 forward pass
+    base: object  # the BM3D baseline, or None
+    ims: dict  # held-out images by name
+    table: dict  # PSNR rows per image (``psnr_rows``)
+    lip_sigmas: list  # noise levels of the local Lipschitz estimate
+    lip: dict  # ``measure_lipschitz`` result
+    cert: dict | None  # ``certified_residual_bound`` for LipDnCNN, else None
+
+
+def _measure(name: str, mpath: Path, entry: dict, *, bm3d: bool, lip_points: int, lip_iter: int, lip_crop: int,
+             sigmas_255, n_time: int) -> _Measurements:
+    """Load ``name`` and measure it: parameters, forward time, PSNR table (next to BM3D if ``bm3d``),
+    local residual Lipschitz estimate and, for LipDnCNN, the bound by construction."""
     import denoisers_zoo as zoo
     from denoisers_zoo.evaluate import eval_images, forward_time, measure_lipschitz, psnr_rows
     from denoisers_zoo.nets import count_parameters
-    from denoisers_zoo.train import _hardware
 
-    mpath = Path(manifest) if manifest else zoo.MANIFEST_PATH
-    data = zoo.read_manifest(mpath)
-    entry = data["models"][name]
     den = zoo.load(name, manifest=mpath)
-    ch = den.channels
     n_params = count_parameters(den)
     load_before = os.getloadavg()[0]
-    t256 = forward_time(den, ch, 256, n=max(2, 3 * n_time))
+    t256 = forward_time(den, den.channels, 256, n=max(2, 3 * n_time))
     base = zoo.load("bm3d") if bm3d else None
     sigmas = _sigmas_for(den) if sigmas_255 is None else list(sigmas_255)
-    ims = eval_images(ch)
+    ims = eval_images(den.channels)
     table = {k: psnr_rows(den, im, sigmas, seed=0, baseline=base, n_time=n_time) for k, im in ims.items()}
     lip_sigmas = [s / 255 for s in sigmas if s <= 25] or [sigmas[0] / 255]
     lip = measure_lipschitz(den, next(iter(ims.values())), lip_sigmas[:2], n_points=lip_points, crop=lip_crop, n_iter=lip_iter)
-
     cert = None
     if entry["arch"].get("type") == "lipdncnn":
         from denoisers_zoo.lipschitz import certified_residual_bound
 
         cert = certified_residual_bound(den.net, grid=128)
+    return _Measurements(den=den, n_params=n_params, load_before=load_before, t256=t256, base=base, ims=ims,
+                         table=table, lip_sigmas=lip_sigmas, lip=lip, cert=cert)
+
+
+def _record_in_manifest(data: dict, entry: dict, m: _Measurements, mpath: Path) -> None:
+    """Set the entry's ``lipschitz`` attribute and ``eval`` record from ``m``, and rewrite the manifest."""
+    from denoisers_zoo.train import _hardware, write_manifest
+
     # the attribute samplers read: the construction bound where there is one (an upper bound),
     # else the measured local maximum (a lower bound of the global constant; see the card)
-    lip_attr = max(float(lip["max"]), float(cert["product_grid_max"])) if cert else float(lip["max"])
+    lip_attr = max(float(m.lip["max"]), float(m.cert["product_grid_max"])) if m.cert else float(m.lip["max"])
     entry["lipschitz"] = round(lip_attr, 4)
     entry["eval"] = {
-        "forward_ms_256": round(t256 * 1e3, 2), "threads": torch.get_num_threads(), "hardware": _hardware(),
-        "loadavg_1min_at_timing": round(load_before, 2),
-        "psnr": table, "lipschitz_measurement": lip, "lipschitz_construction": cert,
+        "forward_ms_256": round(m.t256 * 1e3, 2), "threads": torch.get_num_threads(), "hardware": _hardware(),
+        "loadavg_1min_at_timing": round(m.load_before, 2),
+        "psnr": m.table, "lipschitz_measurement": m.lip, "lipschitz_construction": m.cert,
     }
-    tmp = mpath.with_name(mpath.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, mpath)
+    write_manifest(data, mpath)
 
-    recipe_path = REPO / entry.get("recipe", "")
-    recipe_text = recipe_path.read_text() if recipe_path.is_file() else "(recipe file not found)"
-    tr = entry.get("train", {})
+
+def _summary_lines(name: str, entry: dict, m: _Measurements, mpath: Path, recipe_path: Path) -> list[str]:
+    """Title and the field/value table: architecture, weights, training budget and stages, timing, Lipschitz."""
+    from denoisers_zoo.train import _hardware
+
+    den, tr, lip = m.den, entry.get("train", {}), m.lip
     lines = [
         f"# Model card: `{name}`",
         "",
@@ -169,9 +189,9 @@ def make_card(name: str, *, manifest: str | os.PathLike | None = None, bm3d: boo
         "",
         "| field | value |", "|---|---|",
         f"| architecture | `{json.dumps(entry['arch'])}` |",
-        f"| channels | {ch} |",
+        f"| channels | {den.channels} |",
         f"| sigma_range ([0,1] scale) | [{den.sigma_range[0]:.5f}, {den.sigma_range[1]:.5f}] = [{den.sigma_range[0]*255:.3g}, {den.sigma_range[1]*255:.3g}]/255 |",
-        f"| parameters | {n_params:,} |",
+        f"| parameters | {m.n_params:,} |",
         f"| weights file | `{entry['file']}` ({(mpath.parent / entry['file']).stat().st_size / 1e6:.2f} MB, float32 state_dict) |",
         f"| sha256 | `{entry['sha256']}` |",
         f"| training steps | {tr.get('steps_done')} done of {tr.get('steps_planned')} planned (stopped by `{tr.get('stopped_by')}`) |",
@@ -179,38 +199,47 @@ def make_card(name: str, *, manifest: str | os.PathLike | None = None, bm3d: boo
         *_stage_rows(recipe_path),
         f"| training hardware | {tr.get('hardware')} |",
         f"| final training PSNR (EMA over training batches, sigma drawn as in the recipe) | {tr.get('final_train_psnr_ema', float('nan')):.2f} dB |",
-        f"| forward time 256x256 (median, {torch.get_num_threads()} threads) | {t256 * 1e3:.1f} ms on {platform.machine()} ({_hardware()}); 1-min load average {load_before:.1f} when measured (other jobs inflate it) |",
-        f"| `lipschitz` attribute (manifest) | {entry['lipschitz']} ({'bound by construction' if cert else 'max local estimate below'}) |",
-        f"| residual Lipschitz (max local estimate) | {lip['max']:.4f} (power iteration, {lip['n_iter']} it, {len(lip['points'])} noisy {lip['crop']}x{lip['crop']} crops at sigma = {', '.join(f'{s*255:g}' for s in lip_sigmas[:2])}/255; a lower bound of the global constant) |",
+        f"| forward time 256x256 (median, {torch.get_num_threads()} threads) | {m.t256 * 1e3:.1f} ms on {platform.machine()} ({_hardware()}); 1-min load average {m.load_before:.1f} when measured (other jobs inflate it) |",
+        f"| `lipschitz` attribute (manifest) | {entry['lipschitz']} ({'bound by construction' if m.cert else 'max local estimate below'}) |",
+        f"| residual Lipschitz (max local estimate) | {lip['max']:.4f} (power iteration, {lip['n_iter']} it, {len(lip['points'])} noisy {lip['crop']}x{lip['crop']} crops at sigma = {', '.join(f'{s*255:g}' for s in m.lip_sigmas[:2])}/255; a lower bound of the global constant) |",
     ]
-    if cert is not None:
+    if m.cert is not None:
+        cert = m.cert
         lines.append(
             f"| residual Lipschitz by construction | product of per-layer conv norms on a {cert['grid']}x{cert['grid']} frequency grid: "
             f"{cert['product_grid_max']:.4f} (layers: {', '.join(f'{v:.4f}' for v in cert['per_layer_grid_max'])}); "
             f"certified upper bound (Bernstein, off-grid frequencies): {cert['certified_upper_bound']:.3f} |")
-    lines += [
-        "",
-        "## PSNR on held-out images (dB; same noise realisation for every method; outputs clamped to [0,1])",
-        "",
-    ]
-    for img, rows in table.items():
-        shape = tuple(ims[img].shape[-2:])
+    return lines
+
+
+def _psnr_lines(name: str, m: _Measurements) -> list[str]:
+    """The held-out PSNR section: one table per image (with BM3D, gain and speed ratio when measured),
+    the speed-column note and, for gray models, the quality bar."""
+    lines = ["", "## PSNR on held-out images (dB; same noise realisation for every method; outputs clamped to [0,1])", ""]
+    for img, rows in m.table.items():
+        shape = tuple(m.ims[img].shape[-2:])
         lines += [f"**{img}** {shape[0]}x{shape[1]}", "",
-                  "| sigma (/255) | noisy | " + name + (" | BM3D | gain | BM3D time / model time |" if base else " |"),
-                  "|---|---|---|" + ("---|---|---|" if base else "")]
+                  "| sigma (/255) | noisy | " + name + (" | BM3D | gain | BM3D time / model time |" if m.base else " |"),
+                  "|---|---|---|" + ("---|---|---|" if m.base else "")]
         for r in rows:
             line = f"| {r['sigma_255']:g} | {r['psnr_noisy']:.2f} | {r['psnr_model']:.2f} |"
-            if base:
+            if m.base:
                 line += f" {r['psnr_baseline']:.2f} | {r['gain_db']:+.2f} | {r['speed_ratio']:.0f}x |"
             lines.append(line)
         lines.append("")
-    if base:
+    if m.base:
         lines += ["Speed column: the network on the torch threads above, BM3D with the threads its library starts "
                   "itself (not pinned), so it favours BM3D; the same-cores ratio is in `bench/results/denoisers.json` "
                   "(`python -m bench.bench_denoisers --threads 1 --cores 1`).", ""]
-    if base and ch == 1:
-        lines += _quality_bar_lines(table)
-    lines += [
+    if m.base and m.den.channels == 1:
+        lines += _quality_bar_lines(m.table)
+    return lines
+
+
+def _data_and_recipe_lines(name: str, entry: dict, recipe_path: Path) -> list[str]:
+    """The data section, the recipe file verbatim and the commands that reproduce the model."""
+    recipe_text = recipe_path.read_text() if recipe_path.is_file() else "(recipe file not found)"
+    return [
         "## Data", "",
         "Training images: scikit-image bundled images listed in the recipe (`data.train`); `camera` and `astronaut` are held out "
         "and used only for the evaluation above (astronaut crop rows 0:256, cols 128:384).", "",
@@ -219,9 +248,26 @@ def make_card(name: str, *, manifest: str | os.PathLike | None = None, bm3d: boo
         "`python -m denoisers_zoo.card " + name + "`. The stop rule is `steps` or `max_wall_minutes` of training time, "
         "whichever comes first, so on a different machine the number of steps (and the result) differs; the steps done are above.", "",
     ]
+
+
+def make_card(name: str, *, manifest: str | os.PathLike | None = None, bm3d: bool = True,
+              lip_points: int = 3, lip_iter: int = 25, lip_crop: int = 48, sigmas_255=None, n_time: int = 3) -> Path:
+    """Measure and write ``<weights>/<name>.md``; record ``lipschitz`` and ``eval`` in the manifest.
+    ``sigmas_255`` / ``n_time`` / ``lip_*`` shrink the work (tests)."""
+    import denoisers_zoo as zoo
+
+    mpath = Path(manifest) if manifest else zoo.MANIFEST_PATH
+    data = zoo.read_manifest(mpath)
+    entry = data["models"][name]
+    m = _measure(name, mpath, entry, bm3d=bm3d, lip_points=lip_points, lip_iter=lip_iter, lip_crop=lip_crop,
+                 sigmas_255=sigmas_255, n_time=n_time)
+    _record_in_manifest(data, entry, m, mpath)
+
+    recipe_path = REPO / entry.get("recipe", "")
+    lines = _summary_lines(name, entry, m, mpath, recipe_path) + _psnr_lines(name, m) + _data_and_recipe_lines(name, entry, recipe_path)
     card = mpath.parent / f"{name}.md"
     card.write_text("\n".join(lines))
-    print(f"[card] wrote {card}; lipschitz {lip['max']:.4f}; forward 256^2 {t256 * 1e3:.1f} ms", flush=True)
+    print(f"[card] wrote {card}; lipschitz {m.lip['max']:.4f}; forward 256^2 {m.t256 * 1e3:.1f} ms", flush=True)
     return card
 
 

@@ -232,16 +232,20 @@ class LipDnCNN(nn.Module):
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return x - self.body(x)
 
+    def _normalised_convs(self):
+        """``(conv, its spectral-norm parametrization, its raw weight)`` for every conv of the body."""
+        for m in self.body:
+            if isinstance(m, nn.Conv2d):
+                p = m.parametrizations.weight
+                yield m, p, p.original
+
     def refine_norms(self, n_iter: int = 200) -> list[float]:
         """Run extra power iterations on every conv (call before export); returns the norms."""
         norms = []
         with torch.no_grad():
-            for m in self.body:
-                if isinstance(m, nn.Conv2d):
-                    p = m.parametrizations.weight
-                    w = p.original
-                    p[0].power_iterate(w, n_iter)
-                    norms.append(float(p[0].operator_norm(w)))
+            for _, p, w in self._normalised_convs():
+                p[0].power_iterate(w, n_iter)
+                norms.append(float(p[0].operator_norm(w)))
         return norms
 
     def fold_grid_norms(self, grid: int = 128) -> list[float]:
@@ -255,15 +259,12 @@ class LipDnCNN(nn.Module):
 
         out = []
         with torch.no_grad():
-            for m in self.body:
-                if isinstance(m, nn.Conv2d):
-                    p = m.parametrizations.weight
-                    w = p.original
-                    sig_u = float(p[0].operator_norm(w))
-                    g_raw, _ = conv_norm_bound(w, grid)
-                    if g_raw > sig_u:
-                        p[0].u.mul_(g_raw / sig_u)
-                    out.append(conv_norm_bound(m.weight, grid)[0])
+            for m, p, w in self._normalised_convs():
+                sig_u = float(p[0].operator_norm(w))
+                g_raw, _ = conv_norm_bound(w, grid)
+                if g_raw > sig_u:
+                    p[0].u.mul_(g_raw / sig_u)
+                out.append(conv_norm_bound(m.weight, grid)[0])
         return out
 
 

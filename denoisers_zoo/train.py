@@ -59,11 +59,12 @@ import platform
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-__all__ = ["main", "train", "load_recipe", "sha256_file", "install"]
+__all__ = ["main", "train", "load_recipe", "sha256_file", "write_manifest", "install"]
 
 ROOT = Path(__file__).resolve().parent
 WEIGHTS_DIR = ROOT / "weights"
@@ -210,6 +211,7 @@ def _load_init(net, init: dict) -> None:
 
 
 def _lr(optim: dict, progress: float) -> float:
+    """Learning rate at ``progress`` in [0, 1]: linear warm-up, then cosine to ``lr_min`` (or constant)."""
     lr0 = float(optim.get("lr", 1e-3))
     lr_min = float(optim.get("lr_min", lr0 * 0.01))
     warm = float(optim.get("warmup", 0.0))
@@ -221,13 +223,31 @@ def _lr(optim: dict, progress: float) -> float:
     return lr_min + 0.5 * (lr0 - lr_min) * (1 + math.cos(math.pi * t))
 
 
-def _atomic_save(obj, path: Path) -> None:
+def _atomic_write(path: Path, write) -> None:
+    """Write ``path`` all or nothing: ``write(tmp)`` fills ``<path>.tmp``, which then replaces ``path``
+    in one rename, so a reader (or a crash) never sees a half-written file."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    write(tmp)
     os.replace(tmp, path)
 
 
+def _atomic_save(obj, path: Path) -> None:
+    """``torch.save(obj, path)``, atomically (checkpoints, exported weights)."""
+    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def write_manifest(data: dict, path: Path) -> None:
+    """Write the weights manifest atomically, in its one format (sorted keys, indent 2, final newline)."""
+    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+
+
+def _psnr_of_mse(mse: float) -> float:
+    """PSNR (dB, peak 1) of a mean squared error, floored at 1e-12 so a zero error stays finite."""
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
 def _hardware(device: torch.device | None = None) -> str:
+    """One line naming the machine: the GPU on CUDA, else the CPU model and logical CPU count; torch version."""
     if device is not None and device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}; torch {torch.__version__}"
     cpu = platform.processor() or platform.machine()
@@ -243,6 +263,7 @@ def _hardware(device: torch.device | None = None) -> str:
 
 
 def _export_state(net) -> dict:
+    """The float32 state_dict to ship (LipDnCNN: norms refined and folded onto the frequency grid first)."""
     from denoisers_zoo.nets import LipDnCNN
 
     if isinstance(net, LipDnCNN):
@@ -276,32 +297,55 @@ def _training_device(name: str) -> torch.device:
     raise ValueError(f"device: {name!r} is not a training device; use cpu or cuda")
 
 
-def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = False, progress_bar: bool = True,
-          snapshot: bool = False, device: str | None = None) -> dict:
-    """Run (or resume) the training described by ``recipe``; returns the train_info dict.
+@dataclass
+class _Run:
+    """The state of one training run: what is built from the recipe, and what each step advances
+    (and the checkpoint saves): ``step``, ``wall`` (training seconds), ``ema`` (smoothed batch MSE),
+    ``avg`` (the ``param_ema`` weight average, or None)."""
 
-    ``snapshot=True`` exports the weights of ``out/ckpt.pt`` as they are (no training step; safe
-    while the training is still running, the checkpoint being replaced atomically)."""
-    from tqdm import tqdm
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    gen: torch.Generator  # patches, noise levels, perturbations (and the noise on the CPU)
+    noise_gen: torch.Generator  # the Gaussian noise: ``gen`` on the CPU, its own generator on a GPU
+    sampler: object
+    dev: torch.device
+    ckpt_path: Path
+    steps: int
+    batch: int
+    max_wall_s: float | None
+    step: int = 0
+    wall: float = 0.0
+    ema: float | None = None
+    avg: dict | None = None
 
-    from denoisers_zoo.nets import build_net, count_parameters
+    def progress(self) -> float:
+        """Share of the budget used: the larger of steps done / ``steps`` and wall / ``max_wall_minutes``."""
+        p = self.step / self.steps
+        if self.max_wall_s:
+            p = max(p, self.wall / self.max_wall_s)
+        return p
 
+
+def _check_param_ema(recipe: dict) -> float | None:
+    """The recipe's ``param_ema`` decay (None if unset); refuses one outside (0, 1)."""
     ema_decay = recipe.get("param_ema")
     if ema_decay is not None and not 0.0 < float(ema_decay) < 1.0:
         raise ValueError(f"recipe {recipe['name']}: param_ema must be a decay in (0, 1), e.g. 0.999; got {ema_decay!r}")
+    return ema_decay
+
+
+def _build_run(recipe: dict, out: Path | None, device: str | None) -> tuple[_Run, Path]:
+    """Build a fresh run from the recipe: threads, device, patch sampler, output folder, then the
+    seeded network, its Adam optimiser and the random generators. Returns the run and the folder.
+    The data is checked before the folder is made, so a bad recipe writes nothing."""
+    from denoisers_zoo.nets import build_net
+
     torch.set_num_threads(int(recipe["threads"]))
     dev = _training_device(device or str(recipe.get("device", "cpu")))
-    name = recipe["name"]
-    channels = int(recipe["arch"]["channels"])
-    sampler = _training_sampler(recipe["data"], channels)
-
-    out = Path(out) if out is not None else Path.cwd() / "training_scratch" / name
+    sampler = _training_sampler(recipe["data"], int(recipe["arch"]["channels"]))
+    out = Path(out) if out is not None else Path.cwd() / "training_scratch" / recipe["name"]
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "ckpt.pt"
-    steps = int(recipe["steps"])
-    batch = int(recipe["batch"])
     max_wall = recipe.get("max_wall_minutes")
-    max_wall_s = None if max_wall is None else float(max_wall) * 60.0
 
     torch.manual_seed(int(recipe["seed"]))  # only for parameter init (script, not library code)
     net = build_net(recipe["arch"]).to(dev)
@@ -314,115 +358,163 @@ def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = 
     )
     gen = torch.Generator().manual_seed(int(recipe["seed"]))
     noise_gen = gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(int(recipe["seed"]) + 1)
-    step, wall, ema, avg = 0, 0.0, None, None
-    if snapshot and not ckpt_path.exists():
-        raise FileNotFoundError(f"--snapshot: no checkpoint {ckpt_path}; start the training first")
-    if (resume or snapshot) and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optim"])
-        gen.set_state(ck["generator"])
-        if noise_gen is not gen and "noise_generator" in ck:
-            noise_gen.set_state(ck["noise_generator"].cpu())
-        step, wall, ema = int(ck["step"]), float(ck["wall"]), ck.get("ema")
-        avg = ck.get("param_ema")
-        avg = None if avg is None else {k: v.to(dev) for k, v in avg.items()}
-        print(f"[train] resumed {name} at step {step} (wall {wall / 60:.1f} min)", flush=True)
+    run = _Run(net=net, opt=opt, gen=gen, noise_gen=noise_gen, sampler=sampler, dev=dev, ckpt_path=out / "ckpt.pt",
+               steps=int(recipe["steps"]), batch=int(recipe["batch"]),
+               max_wall_s=None if max_wall is None else float(max_wall) * 60.0)
+    return run, out
+
+
+def _restore_checkpoint(run: _Run) -> None:
+    """Load ``run.ckpt_path`` into the run: weights, optimiser, generators, counters, weight average."""
+    ck = torch.load(run.ckpt_path, map_location="cpu", weights_only=True)
+    run.net.load_state_dict(ck["model"])
+    run.opt.load_state_dict(ck["optim"])
+    run.gen.set_state(ck["generator"])
+    if run.noise_gen is not run.gen and "noise_generator" in ck:
+        run.noise_gen.set_state(ck["noise_generator"].cpu())
+    run.step, run.wall, run.ema = int(ck["step"]), float(ck["wall"]), ck.get("ema")
+    avg = ck.get("param_ema")
+    run.avg = None if avg is None else {k: v.to(run.dev) for k, v in avg.items()}
+
+
+def _restore_or_init(run: _Run, recipe: dict, ema_decay: float | None, *, resume: bool, snapshot: bool) -> None:
+    """Continue from the checkpoint (``resume``/``snapshot``, when there is one), else start from the
+    seeded initialisation or ``init_from``; then set up the weight average the recipe asks for."""
+    if snapshot and not run.ckpt_path.exists():
+        raise FileNotFoundError(f"--snapshot: no checkpoint {run.ckpt_path}; start the training first")
+    if (resume or snapshot) and run.ckpt_path.exists():
+        _restore_checkpoint(run)
+        print(f"[train] resumed {recipe['name']} at step {run.step} (wall {run.wall / 60:.1f} min)", flush=True)
     else:
-        if ckpt_path.exists() and not resume:
-            print(f"[train] {ckpt_path} exists; starting from scratch (pass --resume to continue)", flush=True)
+        if run.ckpt_path.exists() and not resume:
+            print(f"[train] {run.ckpt_path} exists; starting from scratch (pass --resume to continue)", flush=True)
         if recipe.get("init_from"):
-            _load_init(net, recipe["init_from"])
+            _load_init(run.net, recipe["init_from"])
 
     if ema_decay is None:
-        avg = None  # a checkpoint's average is ignored when the recipe no longer asks for one
-    elif avg is None:  # fresh run (or a checkpoint from before param_ema was set)
-        avg = _float_state(net)
+        run.avg = None  # a checkpoint's average is ignored when the recipe no longer asks for one
+    elif run.avg is None:  # fresh run (or a checkpoint from before param_ema was set)
+        run.avg = _float_state(run.net)
 
-    loss_kind = recipe.get("loss", "mse")
-    log_f = open(out / "log.jsonl", "a")
 
-    def progress() -> float:
-        p = step / steps
-        if max_wall_s:
-            p = max(p, wall / max_wall_s)
-        return p
+def _save_checkpoint(run: _Run) -> None:
+    """Write the run's full state to ``run.ckpt_path`` (atomically), enough for a bit-exact resume."""
+    _atomic_save(
+        {"model": run.net.state_dict(), "optim": run.opt.state_dict(), "generator": run.gen.get_state(),
+         "step": run.step, "wall": run.wall, "ema": run.ema, **({"param_ema": run.avg} if run.avg is not None else {}),
+         **({"noise_generator": run.noise_gen.get_state()} if run.noise_gen is not run.gen else {})},
+        run.ckpt_path,
+    )
 
-    def save_ckpt():
-        _atomic_save(
-            {"model": net.state_dict(), "optim": opt.state_dict(), "generator": gen.get_state(),
-             "step": step, "wall": wall, "ema": ema, **({"param_ema": avg} if avg is not None else {}),
-             **({"noise_generator": noise_gen.get_state()} if noise_gen is not gen else {})},
-            ckpt_path,
-        )
 
-    bar = tqdm(total=steps, initial=step, disable=not progress_bar or snapshot, mininterval=20, dynamic_ncols=False, ncols=100, file=sys.stdout)
-    last_ck = step
-    while progress() < 1.0 and not snapshot:
-        t0 = time.perf_counter()
-        lr = _lr(recipe["optim"], progress())
-        for g in opt.param_groups:
-            g["lr"] = lr
-        x = sampler.sample(batch, gen).to(dev, non_blocking=True)
-        s = _sample_sigma(recipe["sigma"], batch, gen).to(dev)
-        y = x + s.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=noise_gen, device=dev)
-        if recipe.get("perturbation"):
-            y = y + _grating_perturbation(recipe["perturbation"], tuple(x.shape), gen).to(dev)
-        d = net(y, s)
-        err = d - x
-        mse = err.pow(2).mean()
-        loss = mse if loss_kind == "mse" else err.abs().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        if avg is not None:
-            _update_average(avg, net, min(float(ema_decay), (1.0 + step) / (10.0 + step)))
-        mse_v = float(mse.detach())  # waits for the step to finish (a GPU runs asynchronously)
-        wall += time.perf_counter() - t0
-        ema = mse_v if ema is None else 0.98 * ema + 0.02 * mse_v
+def _train_step(run: _Run, recipe: dict, ema_decay: float | None) -> float:
+    """One optimisation step on a fresh noisy batch; advances ``step``, ``wall``, ``ema`` and the
+    weight average. Returns the learning rate used."""
+    t0 = time.perf_counter()
+    lr = _lr(recipe["optim"], run.progress())
+    for g in run.opt.param_groups:
+        g["lr"] = lr
+    x = run.sampler.sample(run.batch, run.gen).to(run.dev, non_blocking=True)
+    s = _sample_sigma(recipe["sigma"], run.batch, run.gen).to(run.dev)
+    y = x + s.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=run.noise_gen, device=run.dev)
+    if recipe.get("perturbation"):
+        y = y + _grating_perturbation(recipe["perturbation"], tuple(x.shape), run.gen).to(run.dev)
+    err = run.net(y, s) - x
+    mse = err.pow(2).mean()
+    loss = mse if recipe.get("loss", "mse") == "mse" else err.abs().mean()
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    run.step += 1
+    if run.avg is not None:
+        _update_average(run.avg, run.net, min(float(ema_decay), (1.0 + run.step) / (10.0 + run.step)))
+    mse_v = float(mse.detach())  # waits for the step to finish (a GPU runs asynchronously)
+    run.wall += time.perf_counter() - t0
+    run.ema = mse_v if run.ema is None else 0.98 * run.ema + 0.02 * mse_v
+    return lr
+
+
+def _training_loop(run: _Run, recipe: dict, ema_decay: float | None, log_f, bar) -> None:
+    """Step until the budget is used, logging every ``log_every`` steps to the bar and ``log_f``
+    and checkpointing every ``checkpoint_every`` steps."""
+    last_ck = run.step
+    while run.progress() < 1.0:
+        lr = _train_step(run, recipe, ema_decay)
         bar.update(1)
-        if step % int(recipe["log_every"]) == 0:
-            psnr = 10 * math.log10(1.0 / max(ema, 1e-12))
-            bar.set_postfix(loss=f"{ema:.2e}", psnr=f"{psnr:.2f}", lr=f"{lr:.1e}")
-            log_f.write(json.dumps({"step": step, "wall_s": round(wall, 1), "mse_ema": ema, "psnr_ema": psnr, "lr": lr}) + "\n")
+        if run.step % int(recipe["log_every"]) == 0:
+            psnr = _psnr_of_mse(run.ema)
+            bar.set_postfix(loss=f"{run.ema:.2e}", psnr=f"{psnr:.2f}", lr=f"{lr:.1e}")
+            log_f.write(json.dumps({"step": run.step, "wall_s": round(run.wall, 1), "mse_ema": run.ema,
+                                    "psnr_ema": psnr, "lr": lr}) + "\n")
             log_f.flush()
-        if step - last_ck >= int(recipe["checkpoint_every"]):
-            save_ckpt()
-            last_ck = step
-    bar.close()
-    if not snapshot:
-        save_ckpt()
-    log_f.close()
+        if run.step - last_ck >= int(recipe["checkpoint_every"]):
+            _save_checkpoint(run)
+            last_ck = run.step
 
-    net.eval()
-    if avg is not None:
-        net.load_state_dict({**net.state_dict(), **avg})
-    state = {k: v.cpu() for k, v in _export_state(net).items()}
-    weights = out / f"{name}.pt"
-    _atomic_save(state, weights)
-    digest = sha256_file(weights)
-    info = {
-        "name": name,
+
+def _export_weights(run: _Run, path: Path) -> None:
+    """Save the weights to export (the weight average if kept, else the last iterate; LipDnCNN norms
+    folded) as a float32 CPU state_dict at ``path``. Leaves the network in eval mode."""
+    run.net.eval()
+    if run.avg is not None:
+        run.net.load_state_dict({**run.net.state_dict(), **run.avg})
+    state = {k: v.cpu() for k, v in _export_state(run.net).items()}
+    _atomic_save(state, path)
+
+
+def _train_info(run: _Run, recipe: dict, weights: Path) -> dict:
+    """The ``train_info.json`` record of a finished (or snapshot) run whose weights are ``weights``."""
+    from denoisers_zoo.nets import count_parameters
+
+    if run.progress() < 1.0:
+        stopped_by = "snapshot (training unfinished)"
+    else:
+        stopped_by = "steps" if run.step >= run.steps else "max_wall_minutes"
+    return {
+        "name": recipe["name"],
         "recipe": recipe["_recipe_path"],
-        "steps_done": step,
-        "steps_planned": steps,
-        "stopped_by": "snapshot (training unfinished)" if progress() < 1.0 else ("steps" if step >= steps else "max_wall_minutes"),
-        "train_wall_minutes": round(wall / 60.0, 2),
-        "final_mse_ema": ema,
-        "final_train_psnr_ema": 10 * math.log10(1.0 / max(ema, 1e-12)),
+        "steps_done": run.step,
+        "steps_planned": run.steps,
+        "stopped_by": stopped_by,
+        "train_wall_minutes": round(run.wall / 60.0, 2),
+        "final_mse_ema": run.ema,
+        "final_train_psnr_ema": _psnr_of_mse(run.ema),
         "threads": int(recipe["threads"]),
-        "hardware": _hardware(dev),
-        "device": str(dev),
-        "parameters": count_parameters(net),
-        "sha256": digest,
+        "hardware": _hardware(run.dev),
+        "device": str(run.dev),
+        "parameters": count_parameters(run.net),
+        "sha256": sha256_file(weights),
         "file": weights.name,
         "size_bytes": weights.stat().st_size,
     }
+
+
+def train(recipe: dict, out: str | os.PathLike | None = None, *, resume: bool = False, progress_bar: bool = True,
+          snapshot: bool = False, device: str | None = None) -> dict:
+    """Run (or resume) the training described by ``recipe``; returns the train_info dict.
+
+    ``snapshot=True`` exports the weights of ``out/ckpt.pt`` as they are (no training step; safe
+    while the training is still running, the checkpoint being replaced atomically)."""
+    from tqdm import tqdm
+
+    ema_decay = _check_param_ema(recipe)
+    run, out = _build_run(recipe, out, device)
+    _restore_or_init(run, recipe, ema_decay, resume=resume, snapshot=snapshot)
+    with open(out / "log.jsonl", "a") as log_f:
+        if not snapshot:
+            bar = tqdm(total=run.steps, initial=run.step, disable=not progress_bar, mininterval=20,
+                       dynamic_ncols=False, ncols=100, file=sys.stdout)
+            _training_loop(run, recipe, ema_decay, log_f, bar)
+            bar.close()
+            _save_checkpoint(run)
+
+    weights = out / f"{recipe['name']}.pt"
+    _export_weights(run, weights)
+    info = _train_info(run, recipe, weights)
     with open(out / "train_info.json", "w") as f:
         json.dump(info, f, indent=2)
-    print(f"[train] wrote {weights} ({info['size_bytes'] / 1e6:.2f} MB) after {step} steps, "
-          f"{info['train_wall_minutes']:.1f} min; sha256 {digest}", flush=True)
+    print(f"[train] wrote {weights} ({info['size_bytes'] / 1e6:.2f} MB) after {run.step} steps, "
+          f"{info['train_wall_minutes']:.1f} min; sha256 {info['sha256']}", flush=True)
     return info
 
 
@@ -454,9 +546,7 @@ def install(recipe: dict, out: str | os.PathLike, *, weights_dir: Path = WEIGHTS
                                          "final_train_psnr_ema", "threads", "hardware", "parameters")}
                   | {"device": info.get("device", "cpu")},
     }
-    tmp = manifest_path.with_name("manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, manifest_path)
+    write_manifest(manifest, manifest_path)
     print(f"[train] installed {dst} in {manifest_path}", flush=True)
     return dst
 
