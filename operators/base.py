@@ -37,6 +37,8 @@ class LinearOperator:
 
     #: True when :meth:`prox_l2` is exact and cheap (a diagonal or FFT-diagonal ``A^T A``).
     has_exact_prox: bool = False
+    #: the mask of observed pixels when the last factor of ``A`` is a pixel mask (inpainting), else None
+    observed_mask = None
 
     def prox_l2(self, z: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
         """``argmin_x (gamma/2)||A x - y||^2 + (1/2)||x - z||^2 = (I + gamma A^T A)^{-1}(z + gamma A^T y)``

@@ -64,5 +64,10 @@ class Composition(LinearOperator):
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:  # noqa: N802
         return self.first.A_adjoint(self.second.A_adjoint(y))
 
+    @property
+    def observed_mask(self):
+        """The mask of the last factor (blur then mask: the mask), or None."""
+        return self.second.observed_mask
+
     def __repr__(self) -> str:
         return f"Composition({self.first!r}, {self.second!r})"

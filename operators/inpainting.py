@@ -206,6 +206,10 @@ class Inpainting(LinearOperator):
 
     has_exact_prox = True
 
+    @property
+    def observed_mask(self) -> torch.Tensor:
+        return self.mask
+
     def prox_l2(self, z: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
         """Pixel-wise ``(z + gamma m y) / (1 + gamma m^2)`` (``A^T A = diag(m^2)``)."""
         m = self._m(z)

@@ -60,9 +60,17 @@ class NoiseModel:
     """Base class; subclasses implement ``sample``, ``nll``, ``grad_z`` and ``lipschitz_z``."""
 
     name: str = "noise"
+    #: the data term ``||A x - y||^2 / (2 sigma^2)`` has an exact prox for operators with
+    #: ``has_exact_prox`` (only Gaussian noise says yes)
+    quadratic_data_term: bool = False
 
     def sample(self, z: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
+
+    def misfit(self, y: torch.Tensor, z: torch.Tensor) -> float | None:
+        """Reduced chi-square of the residual ``y - z`` (about 1 at the truth), or None when the
+        model has no such statistic."""
+        return None
 
     def nll(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -109,6 +117,7 @@ class GaussianNoise(NoiseModel):
     """
 
     name = "gaussian"
+    quadratic_data_term = True
 
     def __init__(self, sigma: float):
         self.sigma = _positive_float(sigma, "sigma")
@@ -128,6 +137,10 @@ class GaussianNoise(NoiseModel):
 
     def lipschitz_z(self, y: torch.Tensor | None = None) -> float:
         return 1.0 / self.sigma**2
+
+    def misfit(self, y: torch.Tensor, z: torch.Tensor) -> float:
+        """``||z - y||^2 / (m sigma^2)`` (mean over the batch): chi^2_m / m at the truth, so 1 ± sqrt(2/m)."""
+        return float(((z - y) ** 2).mean()) / self.sigma**2
 
 
 class PoissonNoise(NoiseModel):

@@ -35,7 +35,7 @@ from operators.inpainting import Inpainting, box_mask, random_mask
 from operators.kernels import gaussian_kernel, motion_kernel, uniform_kernel
 from operators.noise import GaussianNoise, NoiseModel, PoissonGaussianNoise, PoissonNoise
 
-__all__ = ["OPERATORS", "NOISES", "build_operator", "build_noise"]
+__all__ = ["OPERATORS", "NOISES", "build_operator", "build_noise", "validate_operator", "validate_noise"]
 
 
 def _check_keys(cfg: dict, allowed: set, where: str) -> None:
@@ -52,60 +52,111 @@ def _require(cfg: dict, key: str, where: str, example: str):
 
 def _generator(cfg: dict, where: str, generator: torch.Generator | None) -> torch.Generator:
     if "seed" in cfg:
-        seed = cfg["seed"]
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"{where}.seed: must be an int, got {seed!r}")
-        return torch.Generator().manual_seed(seed)
+        return torch.Generator().manual_seed(cfg["seed"])
     if generator is None:
         raise ValueError(f"{where}.seed: missing; add e.g. 'seed': 0 (or pass generator=...)")
     return generator
 
 
-def _build_identity(cfg: dict, shape, generator=None) -> LinearOperator:
-    _check_keys(cfg, set(), "operator")
-    return Identity()
-
-
 _BLUR_KEYS = {"kernel", "size", "std", "seed", "length", "curvature", "boundary"}
 _KERNELS = ("uniform", "gaussian", "motion")
+_INPAINT_KEYS = {"mask", "missing_ratio", "seed", "box"}
+_MASKS = ("random", "box")
 
 
-def _build_blur(cfg: dict, shape, generator=None, where: str = "operator") -> LinearOperator:
+def _validate_seed(cfg: dict, where: str) -> None:
+    seed = cfg.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"{where}.seed: must be an int, got {seed!r}")
+
+
+def _validate_blur(cfg: dict, where: str) -> None:
     _check_keys(cfg, _BLUR_KEYS, where)
     kernel = _require(cfg, "kernel", where, "'kernel': 'uniform', 'size': 9")
     if isinstance(kernel, str) and kernel in _KERNELS:
-        size = _require(cfg, "size", where, "'size': 9")
+        _require(cfg, "size", where, "'size': 9")
+        if kernel == "gaussian":
+            _require(cfg, "std", where, "'std': 1.6")
+    elif isinstance(kernel, str) and not kernel.lower().endswith(ARRAY_SUFFIXES):
+        raise ValueError(f"{where}.kernel: {kernel!r} is not valid; use one of {list(_KERNELS)} or a .npy/.png path")
+    _validate_seed(cfg, where)
+
+
+def _validate_inpainting(cfg: dict, where: str) -> None:
+    _check_keys(cfg, _INPAINT_KEYS, where)
+    mask = _require(cfg, "mask", where, "'mask': 'random', 'missing_ratio': 0.5, 'seed': 0")
+    if isinstance(mask, str) and mask == "random":
+        _require(cfg, "missing_ratio", where, "'missing_ratio': 0.5")
+    elif isinstance(mask, str) and mask == "box":
+        _require(cfg, "box", where, "'box': [96, 96, 64, 64]")
+    elif isinstance(mask, str) and not mask.lower().endswith(ARRAY_SUFFIXES):
+        raise ValueError(f"{where}.mask: {mask!r} is not valid; use one of {list(_MASKS)} or a .npy/.png path")
+    _validate_seed(cfg, where)
+
+
+def _validate_blur_inpainting(cfg: dict, where: str) -> None:
+    _check_keys(cfg, {"blur", "inpainting"}, where)
+    blur = _require(cfg, "blur", where, "'blur': {'kernel': 'uniform', 'size': 9}")
+    inp = _require(cfg, "inpainting", where, "'inpainting': {'mask': 'random', 'missing_ratio': 0.5, 'seed': 0}")
+    for key, sub in (("blur", blur), ("inpainting", inp)):
+        if not isinstance(sub, dict):
+            raise ValueError(f"{where}.{key}: expected a dict, got {type(sub).__name__}")
+    _validate_blur(blur, f"{where}.blur")
+    _validate_inpainting(inp, f"{where}.inpainting")
+
+
+_VALIDATORS = {
+    "identity": lambda cfg, where: _check_keys(cfg, set(), where),
+    "blur": _validate_blur,
+    "inpainting": _validate_inpainting,
+    "blur_inpainting": _validate_blur_inpainting,
+}
+
+
+def validate_operator(cfg: dict[str, Any] | Sequence[dict[str, Any]], *, where: str = "operator") -> None:
+    """Check an operator config (keys, required values, kernel/mask names) without building it;
+    raises ``ValueError`` with one line naming the key. The builders trust a validated config."""
+    if isinstance(cfg, (list, tuple)):
+        if not cfg:
+            raise ValueError(f"{where}: empty list; give at least one operator config")
+        for i, sub in enumerate(cfg):
+            validate_operator(sub, where=f"{where}[{i}]")
+        return
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{where}: expected a dict or a list of dicts, got {type(cfg).__name__}")
+    kind = cfg.get("type")
+    if kind not in _VALIDATORS:
+        raise ValueError(f"{where}.type: {kind!r} is not valid; use one of {sorted(_VALIDATORS)}")
+    _VALIDATORS[kind](cfg, where)
+
+
+def _build_identity(cfg: dict, shape, generator=None) -> LinearOperator:
+    return Identity()
+
+
+def _build_blur(cfg: dict, shape, generator=None, where: str = "operator") -> LinearOperator:
+    kernel = cfg["kernel"]
+    if isinstance(kernel, str) and kernel in _KERNELS:
+        size = cfg["size"]
         if kernel == "uniform":
             k = uniform_kernel(size)
         elif kernel == "gaussian":
-            k = gaussian_kernel(size, _require(cfg, "std", where, "'std': 1.6"))
+            k = gaussian_kernel(size, cfg["std"])
         else:
             extra = {key: cfg[key] for key in ("length", "curvature") if key in cfg}
             k = motion_kernel(size, generator=_generator(cfg, where, generator), **extra)
-    elif isinstance(kernel, str) and not kernel.lower().endswith(ARRAY_SUFFIXES):
-        raise ValueError(
-            f"{where}.kernel: {kernel!r} is not valid; use one of {list(_KERNELS)} or a .npy/.png path"
-        )
     else:
         k = kernel  # path or array; Blur loads and checks it
     return Blur(k, boundary=cfg.get("boundary", "circular"), image_shape=shape)
 
 
-_INPAINT_KEYS = {"mask", "missing_ratio", "seed", "box"}
-_MASKS = ("random", "box")
-
-
 def _build_inpainting(cfg: dict, shape, generator=None, where: str = "operator") -> LinearOperator:
-    _check_keys(cfg, _INPAINT_KEYS, where)
-    mask = _require(cfg, "mask", where, "'mask': 'random', 'missing_ratio': 0.5, 'seed': 0")
+    mask = cfg["mask"]
     if isinstance(mask, str) and mask == "random":
-        ratio = _require(cfg, "missing_ratio", where, "'missing_ratio': 0.5")
         C, H, W = shape
-        m = random_mask((H, W), ratio, generator=_generator(cfg, where, generator))
+        m = random_mask((H, W), cfg["missing_ratio"], generator=_generator(cfg, where, generator))
     elif isinstance(mask, str) and mask == "box":
-        m = box_mask(shape, _require(cfg, "box", where, "'box': [96, 96, 64, 64]"))
-    elif isinstance(mask, str) and not mask.lower().endswith(ARRAY_SUFFIXES):
-        raise ValueError(f"{where}.mask: {mask!r} is not valid; use one of {list(_MASKS)} or a .npy/.png path")
+        m = box_mask(shape, cfg["box"])
     else:
         m = mask
     op = Inpainting(m)
@@ -114,14 +165,8 @@ def _build_inpainting(cfg: dict, shape, generator=None, where: str = "operator")
 
 
 def _build_blur_inpainting(cfg: dict, shape, generator=None) -> LinearOperator:
-    _check_keys(cfg, {"blur", "inpainting"}, "operator")
-    blur = _require(cfg, "blur", "operator", "'blur': {'kernel': 'uniform', 'size': 9}")
-    inp = _require(cfg, "inpainting", "operator", "'inpainting': {'mask': 'random', 'missing_ratio': 0.5, 'seed': 0}")
-    for key, sub in (("blur", blur), ("inpainting", inp)):
-        if not isinstance(sub, dict):
-            raise ValueError(f"operator.{key}: expected a dict, got {type(sub).__name__}")
-    first = _build_blur(blur, shape, generator, where="operator.blur")
-    second = _build_inpainting(inp, shape, generator, where="operator.inpainting")
+    first = _build_blur(cfg["blur"], shape, generator, where="operator.blur")
+    second = _build_inpainting(cfg["inpainting"], shape, generator, where="operator.inpainting")
     return Composition(first, second)
 
 
@@ -146,47 +191,42 @@ def build_operator(
     >>> build_operator({"type": "blur", "kernel": "uniform", "size": 3}, (1, 16, 16))
     Blur(kernel=(3, 3), boundary='circular', image_shape=(1, 16, 16))
     """
-    shape = normalise_image_shape(image_shape)
+    validate_operator(cfg)
+    return _build(cfg, normalise_image_shape(image_shape), generator)
+
+
+def _build(cfg, shape, generator) -> LinearOperator:
     if isinstance(cfg, (list, tuple)):
-        if not cfg:
-            raise ValueError("operator: empty list; give at least one operator config")
-        op = build_operator(cfg[0], shape, generator=generator)
+        op = _build(cfg[0], shape, generator)
         for sub in cfg[1:]:
-            op = Composition(op, build_operator(sub, shape, generator=generator))
+            op = Composition(op, _build(sub, shape, generator))
         return op
-    if not isinstance(cfg, dict):
-        raise ValueError(f"operator: expected a dict or a list of dicts, got {type(cfg).__name__}")
-    kind = cfg.get("type")
-    if kind not in OPERATORS:
-        raise ValueError(f"operator.type: {kind!r} is not valid; use one of {sorted(OPERATORS)}")
-    return OPERATORS[kind](cfg, shape, generator)
+    return OPERATORS[cfg["type"]](cfg, shape, generator)
 
 
-def _noise_builder(cls, required: tuple[str, ...], optional: tuple[str, ...] = ()):
-    def build(cfg: dict) -> NoiseModel:
-        _check_keys(cfg, set(required) | set(optional), "noise")
-        args = [_require(cfg, key, "noise", f"'{key}': 0.01") for key in required]
-        kwargs = {key: cfg[key] for key in optional if key in cfg}
-        try:
-            return cls(*args, **kwargs)
-        except ValueError as exc:
-            raise ValueError(f"noise.{exc}") from None
-
-    return build
+_NOISE_KEYS = {"gaussian": (("sigma",), ()), "poisson": (("gain",), ("threshold",)),
+               "poisson_gaussian": (("gain", "sigma"), ("threshold",))}
+NOISES: dict[str, type] = {"gaussian": GaussianNoise, "poisson": PoissonNoise, "poisson_gaussian": PoissonGaussianNoise}
 
 
-NOISES: dict[str, Callable[[dict], NoiseModel]] = {
-    "gaussian": _noise_builder(GaussianNoise, ("sigma",)),
-    "poisson": _noise_builder(PoissonNoise, ("gain",), ("threshold",)),
-    "poisson_gaussian": _noise_builder(PoissonGaussianNoise, ("gain", "sigma"), ("threshold",)),
-}
-
-
-def build_noise(cfg: dict[str, Any]) -> NoiseModel:
-    """Noise model from a config dict, e.g. ``{"type": "gaussian", "sigma": 0.01}``."""
+def validate_noise(cfg: dict[str, Any]) -> None:
+    """Check a noise config (type, keys, required values) without building it."""
     if not isinstance(cfg, dict):
         raise ValueError(f"noise: expected a dict, got {type(cfg).__name__}")
     kind = cfg.get("type")
     if kind not in NOISES:
         raise ValueError(f"noise.type: {kind!r} is not valid; use one of {sorted(NOISES)}")
-    return NOISES[kind](cfg)
+    required, optional = _NOISE_KEYS[kind]
+    _check_keys(cfg, set(required) | set(optional), "noise")
+    for key in required:
+        _require(cfg, key, "noise", f"'{key}': 0.01")
+
+
+def build_noise(cfg: dict[str, Any]) -> NoiseModel:
+    """Noise model from a config dict, e.g. ``{"type": "gaussian", "sigma": 0.01}``."""
+    validate_noise(cfg)
+    required, optional = _NOISE_KEYS[cfg["type"]]
+    try:
+        return NOISES[cfg["type"]](*(cfg[k] for k in required), **{k: cfg[k] for k in optional if k in cfg})
+    except ValueError as exc:
+        raise ValueError(f"noise.{exc}") from None

@@ -1,10 +1,12 @@
-"""``pnp_imaging.run(config)``: problem → MAP → sampling → diagnostics → report.
+"""``pnp_imaging.run(config)``: resolve config → build components → MAP → :func:`~pnp_imaging.sample`
+→ write outputs → report.
 
-The CLI's ``run`` and ``demo`` are thin wrappers around :func:`run`. Output folder layout
-(``out_dir``)::
+The CLI's ``run`` and ``demo`` are thin wrappers around :func:`run`; :func:`run` is a thin
+wrapper around :func:`pnp_imaging.map_estimate` and :func:`pnp_imaging.sample`. Output folder
+layout (``out_dir``)::
 
     summary.json  report.html  estimates.npz  traces.npz  config.resolved.yaml
-    checkpoint.pt  map_state.pt  *.png
+    checkpoint.pt  map_state.pt  map_trace.npz  *.png
 
 Nothing half-written is left behind: everything is written to ``<out_dir>.partial`` and the
 folder is renamed to ``out_dir`` only when the run completed. An interrupted run (Ctrl-C)
@@ -14,55 +16,43 @@ gives the same estimates as an uninterrupted run with the same seed.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 import platform
 import shutil
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from pnp_imaging.config import ConfigError, resolve_config
+from pnp_imaging._io import atomic_torch_save, atomic_write_text
+from pnp_imaging.config import ConfigError, RunConfig, resolve_config
+from pnp_imaging.posterior import Posterior
+from pnp_imaging.sampling import SamplingInterrupted
 
-__all__ = ["run", "RunResult", "SamplingInterrupted", "build_components", "problem_section"]
+__all__ = ["run", "RunResult", "SamplingInterrupted", "Components", "build_components", "network_device"]
 
-
-class SamplingInterrupted(RuntimeError):
-    """The run was stopped by Ctrl-C; a checkpoint was saved in ``<out_dir>.partial``."""
-
-
-@dataclass
-class RunResult:
-    """What :func:`run` returns. Images are ``[1, C, H, W]`` float64 tensors on the CPU."""
-
-    mmse: torch.Tensor
-    std: torch.Tensor
-    lower: torch.Tensor
-    upper: torch.Tensor
-    map: torch.Tensor | None
-    multiscale_std: dict[int, torch.Tensor]
-    summary: dict[str, Any]
-    diagnostics: dict[str, dict[str, float]]
-    config: dict[str, Any]
-    out_dir: str | None = None
-    traces: dict[str, np.ndarray] = field(default_factory=dict)
+#: what :func:`run` returns (a :class:`~pnp_imaging.posterior.Posterior` with ``config`` and ``out_dir`` set)
+RunResult = Posterior
 
 
-def _device(name: str) -> torch.device:
-    """Where the operators, chains and statistics live: always the CPU for now (the operators
-    keep their kernels/masks there). See :func:`_network_device` for the denoiser."""
-    return torch.device("cpu")
+@dataclass(frozen=True)
+class Components:
+    """What a run is made of: the problem, the denoiser (and its zoo name) and the score prior."""
+
+    problem: Any
+    denoiser: Any
+    denoiser_name: str
+    prior: Any
 
 
-def _network_device(name: str) -> torch.device:
+def network_device(name: str) -> torch.device:
     """Where the denoiser network runs: ``auto`` = the first CUDA GPU if torch sees one, else the
-    CPU; ``cuda[:N]`` requires one (one-line error otherwise). On a GPU only the network moves
-    (``denoisers_zoo.OffloadedDenoiser``): it is where the time goes."""
+    CPU; ``cuda[:N]`` requires one (one-line error otherwise). Operators, chains and statistics
+    stay on the CPU; on a GPU only the network moves (``denoisers_zoo.OffloadedDenoiser``)."""
     if name in ("auto", "cpu"):
         return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
@@ -70,70 +60,124 @@ def _network_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
-    mse = float(torch.mean((x.double().clamp(0, 1) - ref.double()) ** 2))
-    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
-
-
-def ssim(x: torch.Tensor, ref: torch.Tensor) -> float:
-    from skimage.metrics import structural_similarity
-
-    a = x.detach().double().clamp(0, 1).cpu().numpy()[0]
-    b = ref.detach().double().cpu().numpy()[0]
-    return float(structural_similarity(a, b, data_range=1.0, channel_axis=0))
-
-
-def problem_section(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The keys of a resolved config that :meth:`Problem.from_config` reads."""
-    return {k: cfg[k] for k in ("image", "observation", "operator", "noise") if cfg.get(k) is not None}
-
-
-def build_components(cfg: Mapping[str, Any], *, generator: torch.Generator, device: torch.device, dtype: torch.dtype):
-    """Problem, denoiser and score prior from a resolved config (one-line errors)."""
+def _load_denoiser(cfg: RunConfig, channels: int, dtype: torch.dtype):
     import denoisers_zoo
-    from pnp_imaging.priors import ScorePrior
-    from pnp_imaging.problem import Problem
 
-    problem = Problem.from_config(problem_section(cfg), generator=generator)
-    if dtype != problem.y.dtype:
-        problem = dataclasses.replace(
-            problem, y=problem.y.to(dtype),
-            x_true=problem.x_true.to(dtype) if problem.x_true is not None else None)
-    name = cfg["prior"]["denoiser"]
-    if name not in denoisers_zoo.available():
-        raise ConfigError(f"prior.denoiser: unknown denoiser {name!r}; valid: {', '.join(denoisers_zoo.available())}")
-    denoiser = denoisers_zoo.load(name, device=device)
-    channels = problem.y.shape[1]
+    try:
+        name = cfg.prior.denoiser or denoisers_zoo.default_prior(channels)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    denoiser = denoisers_zoo.load(name)
     if getattr(denoiser, "channels", None) not in (None, channels):
-        raise ConfigError(
-            f"prior.denoiser: {name!r} takes {denoiser.channels}-channel images but the image has {channels}; "
-            f"pick a {'gray' if channels == 1 else 'colour'} model (see `pnp-imaging zoo list`)"
-        )
-    denoiser = denoiser.to(device=device, dtype=dtype)
-    net_device = _network_device(str(cfg.get("device", "auto")))
-    if net_device != device:
+        good = denoisers_zoo.SAMPLING_PRIORS.get(channels)
+        raise ConfigError(f"prior.denoiser: {name!r} takes {denoiser.channels}-channel images but the image has "
+                          f"{channels}; use {good!r} (or leave prior.denoiser unset)")
+    denoiser = denoiser.to(dtype=dtype)
+    net_device = network_device(cfg.device)
+    if net_device.type != "cpu":
         from denoisers_zoo.base import OffloadedDenoiser
 
         denoiser = OffloadedDenoiser(denoiser, net_device).eval()
-    p = cfg["prior"]
-    prior = ScorePrior(denoiser, eps=p["eps"], alpha=p["alpha"], lipschitz=p["lipschitz"])
-    return problem, denoiser, prior
+    return name, denoiser
 
 
-def _sampler_kernel(cfg, problem, prior):
-    s = cfg["sampler"]
-    box = tuple(s["box"]) if s["box"] is not None else None
-    if s["type"] == "pnp-ula":
-        from pnp_imaging.samplers import ula
+def build_components(cfg: RunConfig, *, generator: torch.Generator) -> Components:
+    """Problem, denoiser and score prior from a resolved config (one-line errors)."""
+    from pnp_imaging.priors import ScorePrior
+    from pnp_imaging.problem import Problem
 
-        params = ula.make_params(problem, prior, step_size=s["step_size"], clip=box, projected=s["projected"],
-                                 fraction=s["step_fraction"])
-        return ula.kernel(problem, prior, params)
-    from pnp_imaging.samplers import skrock
+    dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+    section = {k: getattr(cfg, k) for k in ("image", "observation", "operator", "noise") if getattr(cfg, k) is not None}
+    problem = Problem.from_config(section, generator=generator)
+    if dtype != problem.y.dtype:
+        x_true = problem.x_true.to(dtype) if problem.x_true is not None else None
+        problem = dataclasses.replace(problem, y=problem.y.to(dtype), x_true=x_true)
+    name, denoiser = _load_denoiser(cfg, problem.y.shape[1], dtype)
+    p = cfg.prior
+    prior = ScorePrior(denoiser, eps=p.eps, alpha=p.alpha, lipschitz=p.lipschitz)
+    return Components(problem, denoiser, name, prior)
 
-    params = skrock.make_params(problem, prior, n_stages=s["stages"], eta=s["eta"], fraction=s["step_fraction"],
-                                step_size=s["step_size"], clip=box, projected=s["projected"])
-    return skrock.kernel(problem, prior, params)
+
+# --------------------------------------------------------------------------------------------
+# the output folder
+# --------------------------------------------------------------------------------------------
+def _open_folder(out_dir, resume: bool) -> Path:
+    """The work folder: ``<out_dir>.partial`` (a temporary folder without ``out_dir``)."""
+    if out_dir is None:
+        if resume:
+            raise ConfigError("resume: needs an output folder (out_dir) holding the checkpoint")
+        return Path(tempfile.mkdtemp(prefix="pnp_imaging_"))
+    final = Path(out_dir)
+    work = final.with_name(final.name + ".partial")
+    if resume:
+        if not work.is_dir() and (final / "checkpoint.pt").is_file():
+            final.rename(work)
+        if not (work / "checkpoint.pt").is_file() and not (work / "map_state.pt").is_file():
+            raise ConfigError(f"--resume: no checkpoint in {work} or {final}; run without --resume first")
+    elif work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def _close_folder(work: Path, out_dir) -> str | None:
+    """Rename the finished work folder to ``out_dir`` (or delete the temporary one)."""
+    if out_dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+        return None
+    final = Path(out_dir)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(work, final)
+    return str(final)
+
+
+# --------------------------------------------------------------------------------------------
+# the steps of a run
+# --------------------------------------------------------------------------------------------
+def _map_step(cfg: RunConfig, parts: Components, work: Path, generator, progress: bool, resume: bool):
+    """PnP-SGD MAP (or its saved result on resume); returns ``(x_map, info)``."""
+    from pnp_imaging.optim import map_estimate, map_health
+    from pnp_imaging.progress import progress_bar
+
+    path = work / "map_state.pt"
+    if resume and path.is_file():
+        saved = torch.load(path, weights_only=True)
+        generator.set_state(saved["rng"])
+        return saved["x"].to(parts.problem.y.dtype), saved["info"]
+    m, box = cfg.map, cfg.sampler.options.box
+    bar = progress_bar(m.n_steps, "MAP (PnP-SGD)", progress)
+    t0 = time.perf_counter()
+    try:
+        res = map_estimate(parts.problem, parts.prior, generator=generator, n_steps=m.n_steps, splitting=m.splitting,
+                           step_fraction=m.step_fraction, box=box, tol=m.tol,
+                           on_step=(lambda s, i: bar.update(1)) if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    health = map_health(parts.problem, res.x)
+    info = {"n_iter": res.n_iter, "stop_reason": res.stop_reason, "step_size": res.params.step_size,
+            "splitting": res.params.splitting, "perturbation": res.params.perturbation,
+            "wall_s": time.perf_counter() - t0, "grad_norm_last": res.grad_norm[-1] if res.grad_norm else None,
+            "misfit": health.misfit, "out_of_range": health.out_of_range, "warning": health.warning}
+    atomic_torch_save({"x": res.x.detach().cpu(), "info": info, "rng": generator.get_state()}, path)
+    np.savez(work / "map_trace.npz", data_nll=np.asarray(res.data_nll), grad_norm=np.asarray(res.grad_norm))
+    return res.x, info
+
+
+def _sampling_step(cfg: RunConfig, parts: Components, kernel, x_map, map_info, work: Path, generator, progress: bool,
+                   resume: bool, on_sample) -> Posterior:
+    from pnp_imaging.sampling import sample
+
+    s, e = cfg.sampler, cfg.estimates
+    map_ok = x_map is not None and not (map_info or {}).get("warning")
+    start = x_map if (s.init == "map" and map_ok) else None
+    return sample(parts.problem, parts.prior, kernel, generator=generator, n_steps=s.n_steps, n_burnin=s.n_burnin,
+                  thin=s.thin, chains=s.chains, x0=start, init_spread=s.init_spread,
+                  credible_level=e.credible_level, scales=e.scales, n_projections=e.n_projections,
+                  checkpoint=work / "checkpoint.pt", checkpoint_every=cfg.checkpoint_every,
+                  checkpoint_config=cfg.to_dict(), resume=resume, max_nll_rise=s.max_nll_rise,
+                  on_sample=on_sample, progress=progress)
 
 
 def _versions() -> dict[str, str]:
@@ -145,322 +189,86 @@ def _versions() -> dict[str, str]:
             "numpy": np.__version__, "python": platform.python_version()}
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _run_summary(cfg: RunConfig, parts: Components, post: Posterior, x_map, map_info) -> dict[str, Any]:
+    """The run-level keys added to the sampler's summary: prior, MAP, metrics, provenance."""
+    import denoisers_zoo
+    from pnp_imaging.sampling import truth_metrics
+
+    out: dict[str, Any] = {"denoiser": parts.denoiser_name, "seed": cfg.seed, "map": map_info,
+                           "versions": _versions(), "device": "cpu",
+                           "denoiser_device": str(getattr(parts.denoiser, "device", "cpu"))}
+    if map_info and map_info.get("warning"):
+        out["warnings"] = [map_info["warning"], *post.summary["warnings"]]
+    card = Path(denoisers_zoo.__file__).parent / "weights" / f"{parts.denoiser_name}.md"
+    if card.is_file():
+        out["denoiser_card"] = card.as_uri()
+    if parts.problem.x_true is not None:
+        out.update(truth_metrics(post, parts.problem, x_map.detach().cpu() if x_map is not None else None))
+    return out
 
 
-def _run_map(cfg, problem, prior, x0, work: Path, generator, progress: bool, resume: bool):
-    """PnP-SGD MAP; its final state is saved so that a resumed run skips it."""
-    from pnp_imaging.samplers import pnp_sgd
-
-    path = work / "map_state.pt"
-    if resume and path.is_file():
-        saved = torch.load(path, weights_only=True)
-        generator.set_state(saved["rng"])
-        return saved["x"].to(x0), saved["info"], 0.0
-    m = cfg["map"]
-    box = tuple(cfg["sampler"]["box"]) if cfg["sampler"]["box"] is not None else None
-    try:
-        params = pnp_sgd.auto_params(problem, prior, box=box, splitting=m["splitting"], step_fraction=m["step_fraction"])
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    bar = _bar(m["n_steps"], "MAP (PnP-SGD)", progress)
-    t0 = time.perf_counter()
-    res = pnp_sgd.run_map(problem, prior, x0, n_steps=m["n_steps"], params=params, generator=generator,
-                          tol=m["tol"], on_step=(lambda s, i: bar.update(1)) if bar else None)
-    wall = time.perf_counter() - t0
-    if bar:
-        bar.close()
-    if res.stop_reason == "divergence":
-        raise ValueError(
-            f"map: PnP-SGD diverged at iteration {res.n_iter}; lower map.step_fraction or raise prior.eps "
-            "(the denoiser's residual Lipschitz constant may exceed its model-card value)"
-        )
-    info = {"n_iter": res.n_iter, "stop_reason": res.stop_reason, "step_size": params.step_size,
-            "splitting": params.splitting,
-            "perturbation": params.perturbation, "wall_s": wall,
-            "grad_norm_last": res.grad_norm[-1] if res.grad_norm else None}
-    _atomic_torch_save({"x": res.x.detach().cpu(), "info": info, "rng": generator.get_state()}, path)
-    np.savez(work / "map_trace.npz", data_nll=np.asarray(res.data_nll), grad_norm=np.asarray(res.grad_norm))
-    return res.x, info, wall
-
-
-class _SamplingProgress:
-    """``on_step`` callback: advances the tqdm bar (rate, ETA) and shows a running bulk-ESS
-    estimate of the image mean, recomputed every ``every`` steps from the post-burn-in draws seen
-    by this process (after a resume: the draws since the resume)."""
-
-    def __init__(self, bar, n_burnin: int, every: int = 25):
-        self.bar, self.n_burnin, self.every = bar, n_burnin, every
-        self.draws: list[np.ndarray] = []
-
-    def __call__(self, iteration: int, state, info) -> None:
-        self.bar.update(1)
-        if iteration <= self.n_burnin:
-            return
-        self.draws.append(state.x.detach().mean(dim=(1, 2, 3)).double().cpu().numpy())
-        if len(self.draws) >= 8 and iteration % self.every == 0:
-            from pnp_imaging.diagnostics import ess
-
-            value = ess(np.stack(self.draws, axis=1))
-            self.bar.set_postfix(ess_mean=f"{value:.0f}" if np.isfinite(value) else "nan", refresh=False)
-
-
-def _bar(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, leave=False)
-
-
-def run(config: Mapping[str, Any] | str | os.PathLike, *, out_dir: str | os.PathLike | None = None,
-        resume: bool = False, progress: bool = True, base_dir: str | os.PathLike | None = None) -> RunResult:
-    """Run the whole pipeline for a config (dict or YAML path; schema in :mod:`pnp_imaging.config`).
+def run(config: Mapping[str, Any] | RunConfig | str | os.PathLike, *, out_dir: str | os.PathLike | None = None,
+        resume: bool = False, progress: bool = True, base_dir: str | os.PathLike | None = None) -> Posterior:
+    """Run the whole pipeline for a config (dict, YAML path or :class:`RunConfig`; schema in
+    :mod:`pnp_imaging.config`).
 
     With ``out_dir`` the outputs listed in the module docstring are written there (atomically);
-    without it nothing is written. Returns a :class:`RunResult` whose ``summary`` has at least
-    psnr_mmse, ssim_mmse, coverage (when ground truth is known), ess_min, rhat_max, n_kept,
-    step_size and wall_s.
+    without it nothing is kept. Returns the :class:`~pnp_imaging.posterior.Posterior` whose
+    ``summary`` has at least psnr_mmse, ssim_mmse, coverage (when ground truth is known),
+    ess_min, rhat_max, n_kept, step_size and wall_s.
     """
-    from pnp_imaging import checkpoint as ckpt
-    from pnp_imaging import diagnostics
-    from pnp_imaging.samplers.base import TraceConfig, dispersed_init, run_chain
-    from pnp_imaging.stats import PosteriorStats
+    from pnp_imaging.samplers import get_sampler
 
     t_start = time.perf_counter()
     cfg = resolve_config(config, base_dir=base_dir)
-    device = _device(cfg["device"])
-    dtype = torch.float64 if cfg["dtype"] == "float64" else torch.float32
-
-    # everything that can be wrong with the input fails here, before any folder is made
-    generator = torch.Generator(device=device).manual_seed(int(cfg["seed"]))
-    problem, denoiser, prior = build_components(cfg, generator=generator, device=device, dtype=dtype)
-    kernel = _sampler_kernel(cfg, problem, prior)
-
-    final = Path(out_dir) if out_dir is not None else None
-    if final is not None:
-        work = final.with_name(final.name + ".partial")
-        if resume:
-            if not work.is_dir() and (final / "checkpoint.pt").is_file():
-                final.rename(work)
-            if not (work / "checkpoint.pt").is_file() and not (work / "map_state.pt").is_file():
-                raise ConfigError(f"--resume: no checkpoint in {work} or {final}; run without --resume first")
-        else:
-            if work.exists():
-                shutil.rmtree(work)
-        work.mkdir(parents=True, exist_ok=True)
-        import yaml
-
-        (work / "config.resolved.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    else:
-        if resume:
-            raise ConfigError("resume: needs an output folder (out_dir) holding the checkpoint")
-        import tempfile
-
-        work = Path(tempfile.mkdtemp(prefix="pnp_imaging_"))
-
-    timings: dict[str, float] = {}
-
-    x_back = problem.initial_guess().to(dtype)  # A^T y; inpainting: holes filled (Problem.initial_guess)
-    x_map, map_info = None, None
-    if cfg["map"]["enabled"]:
-        x_map, map_info, timings["map_s"] = _run_map(cfg, problem, prior, x_back, work, generator, progress, resume)
-    s = cfg["sampler"]
-    start = x_map if (s["init"] == "map" and x_map is not None) else x_back
-    level = cfg["estimates"]["credible_level"]
-    probs = ((1.0 - level) / 2.0, (1.0 + level) / 2.0)
-    scales = tuple(cfg["estimates"]["scales"])
-    trace_cfg = TraceConfig(n_random=cfg["estimates"]["n_projections"], seed=int(cfg["seed"]))
-    ck = ckpt.CheckpointConfig(path=str(work / "checkpoint.pt"), every=cfg["checkpoint_every"],
-                               config=cfg) if out_dir is not None else None
-
-    reservoir = None
-    if cfg["mismatch"]:
-        from pnp_imaging.mismatch import StateReservoir
-
-        n_kept = (s["n_steps"] - s["n_burnin"]) // s["thin"]
-        reservoir = StateReservoir(n_kept, s["chains"], capacity=int(cfg["mismatch"].get("n_states") or 64))
-    bar = _bar(s["n_steps"], f"sampling ({s['type']})", progress)
-    t0 = time.perf_counter()
-    if resume and out_dir is not None and (work / "checkpoint.pt").is_file():
-        done = int(ckpt.load_checkpoint(work / "checkpoint.pt")["run"]["iteration"])
-        if bar:
-            bar.update(done)
-        result = ckpt.resume(work / "checkpoint.pt", kernel, generator=generator, checkpoint=ck, on_sample=reservoir,
-                             on_step=_SamplingProgress(bar, s["n_burnin"]) if bar else None,
-                             max_nll_rise=s["max_nll_rise"])
-    else:
-        x0 = dispersed_init(start.reshape(1, *start.shape[1:]), s["chains"], spread=s["init_spread"], generator=generator)
-        state = kernel.init(x0)
-        stats = PosteriorStats(tuple(x0.shape), probs=probs, scales=scales, device=x0.device)
-        result = run_chain(kernel, state, n_steps=s["n_steps"], n_burnin=s["n_burnin"], thin=s["thin"],
-                           generator=generator, stats=stats, trace=trace_cfg, checkpoint=ck, on_sample=reservoir,
-                           on_step=_SamplingProgress(bar, s["n_burnin"]) if bar else None,
-                           max_nll_rise=s["max_nll_rise"])
-    if bar:
-        bar.close()
-    timings["sampling_s"] = time.perf_counter() - t0
-    if result.status != "completed":
-        raise SamplingInterrupted(
-            f"interrupted at iteration {result.n_done}; checkpoint saved in {work}. Continue with --resume"
-        )
-
-    stats = result.stats
-    mmse = stats.mmse().detach().double().cpu()
-    std = stats.std().detach().double().cpu()
-    lower, upper = (t.detach().double().cpu() for t in stats.credible_interval())
-    multiscale = {k: v.detach().double().cpu() for k, v in stats.multiscale_std().items()}
-    diag = result.summary()
-    warnings = diagnostics.verdicts(diag)
-    image_range = diagnostics.image_range(result.state.x)
-    if image_range["warning"]:
-        warnings.insert(0, image_range["warning"])
-    x_true = problem.x_true.detach().double().cpu() if problem.x_true is not None else None
-
-    summary: dict[str, Any] = {
-        "sampler": kernel.name,
-        "denoiser": cfg["prior"]["denoiser"],
-        "chains": s["chains"],
-        "n_steps": s["n_steps"],
-        "n_burnin": s["n_burnin"],
-        "thin": s["thin"],
-        "n_kept": result.n_kept,
-        "step_size": float(kernel.params.step_size),
-        "step_rule": getattr(kernel.params, "rule", "manual"),
-        "lam": getattr(kernel.params, "lam", None),
-        "credible_level": level,
-        "seed": cfg["seed"],
-        "ess_min": _finite_min([d.get("ess_bulk") for d in diag.values()]),
-        "ess_tail_min": _finite_min([d.get("ess_tail") for d in diag.values()]),
-        "rhat_max": _finite_max([d.get("rhat") for d in diag.values()]),
-        "image_range": image_range,
-        "mcse_mmse_max": float((std / math.sqrt(max(result.n_kept * s["chains"], 1))).max()),
-        "diagnostics": {k: {**v, "verdict": _verdict(v)} for k, v in diag.items()},
-        "warnings": warnings,
-        "map": map_info,
-        "versions": _versions(),
-        "timings": {**timings, **{k: float(v) for k, v in result.timings.items() if isinstance(v, (int, float))}},
-        "device": str(device),
-        "denoiser_device": str(getattr(denoiser, "device", device)),
-    }
+    generator = torch.Generator().manual_seed(cfg.seed)
+    parts = build_components(cfg, generator=generator)  # every input error is raised before any folder exists
+    try:
+        kernel = get_sampler(cfg.sampler.type).build(parts.problem, parts.prior, cfg.sampler.options)
+    except ValueError as exc:
+        raise ConfigError(f"sampler: {str(exc).splitlines()[0]}") from None
+    work = _open_folder(out_dir, resume)
+    atomic_write_text(work / "config.resolved.yaml", _yaml(cfg))
+    x_map, map_info = _map_step(cfg, parts, work, generator, progress, resume) if cfg.map.enabled else (None, None)
+    reservoir = _reservoir(cfg) if cfg.mismatch else None
+    post = _sampling_step(cfg, parts, kernel, x_map, map_info, work, generator, progress, resume, reservoir)
+    post.summary.update(_run_summary(cfg, parts, post, x_map, map_info))
+    post.map = x_map.detach().double().cpu() if x_map is not None else None
+    post.config = cfg.to_dict()
     if reservoir is not None:
-        summary["mismatch"] = _mismatch(cfg, problem, denoiser, prior, reservoir.stacked(), dtype)
-    import denoisers_zoo
+        from pnp_imaging.mismatch import run_analysis
 
-    card = Path(denoisers_zoo.__file__).parent / "weights" / f"{cfg['prior']['denoiser']}.md"
-    if card.is_file():
-        summary["denoiser_card"] = card.as_uri()
-    if x_true is not None:
-        summary["psnr_y"] = psnr(problem.y.detach().cpu(), x_true) if problem.y.shape == x_true.shape else None
-        summary["psnr_mmse"] = psnr(mmse, x_true)
-        summary["ssim_mmse"] = ssim(mmse, x_true)
-        inside = ((x_true >= lower) & (x_true <= upper)).double().mean()
-        summary["coverage"] = float(inside)
-        summary["coverage_90" if abs(level - 0.9) < 1e-9 else f"coverage_{int(round(100 * level))}"] = float(inside)
-        if x_map is not None:
-            summary["psnr_map"] = psnr(x_map.detach().cpu(), x_true)
-            summary["ssim_map"] = ssim(x_map.detach().cpu(), x_true)
-    summary["wall_s"] = time.perf_counter() - t_start
-
-    out = RunResult(mmse=mmse, std=std, lower=lower, upper=upper,
-                    map=x_map.detach().double().cpu() if x_map is not None else None,
-                    multiscale_std=multiscale, summary=summary, diagnostics=diag, config=cfg,
-                    traces=result.traces)
-    if out_dir is None:
-        shutil.rmtree(work, ignore_errors=True)
-        return out
-    _write_outputs(work, out, problem, x_true, result)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(work, final)
-    out.out_dir = str(final)
-    return out
+        post.summary["mismatch"] = run_analysis(cfg, parts.problem, parts.denoiser, parts.prior, reservoir.stacked())
+    post.summary["wall_s"] = time.perf_counter() - t_start
+    if out_dir is not None:
+        _write_outputs(work, post, parts.problem)
+    post.out_dir = _close_folder(work, out_dir)
+    return post
 
 
-def _mismatch(cfg, problem, denoiser, prior, states, dtype) -> dict[str, Any]:
-    """Mismatch-bound ingredients (:mod:`pnp_imaging.mismatch`) on the kept chain states.
+def _yaml(cfg: RunConfig) -> str:
+    import yaml
 
-    After a resume only the states kept since the resume are used (callbacks are not
-    checkpointed); ``n_states`` in the output says how many.
-    """
-    import denoisers_zoo
-    from operators.registry import build_operator
-    from pnp_imaging import mismatch
-
-    mm = cfg["mismatch"]
-    out: dict[str, Any] = {}
-    if mm.get("denoiser"):
-        name = mm["denoiser"]
-        if name not in denoisers_zoo.available():
-            raise ConfigError(f"mismatch.denoiser: unknown denoiser {name!r}; valid: {', '.join(denoisers_zoo.available())}")
-        other = denoisers_zoo.load(name).to(dtype=dtype)
-        d = mismatch.denoiser_distance(denoiser, other, states, prior.sigma)
-        out.update({"reference_denoiser": cfg["prior"]["denoiser"], "other_denoiser": name, **d,
-                    "prior_drift_difference": prior.alpha / prior.eps * d["d_posterior_l2"]})
-    if mm.get("operator"):
-        shape = tuple(problem.y.shape)
-        op2 = build_operator(dict(mm["operator"]), shape, generator=torch.Generator().manual_seed(int(cfg["seed"])))
-        other = dataclasses.replace(problem, operator=op2)
-        out["operator_norm_difference"] = mismatch.operator_distance(problem.operator, op2, shape)
-        out["data_drift_difference"] = mismatch.data_drift_distance(problem, other, states)
-        out["n_states"] = int(states.shape[0])
-    out["note"] = ("ingredients of the Renaud et al. (2024) bound; its constants are [NOT FOUND] offline, "
-                   "so no numeric bound is claimed")
-    return out
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
-def _verdict(d: Mapping[str, float]) -> str:
-    ess, rhat = d.get("ess_bulk"), d.get("rhat")
-    bad = []
-    if ess is None or not np.isfinite(ess) or ess < 100:
-        bad.append("ESS < 100: too few effective samples")
-    if rhat is not None and np.isfinite(rhat) and rhat > 1.01:
-        bad.append("R̂ > 1.01: chains disagree")
-    return "; ".join(bad) if bad else "ok"
+def _reservoir(cfg: RunConfig):
+    from pnp_imaging.mismatch import StateReservoir
+
+    s = cfg.sampler
+    return StateReservoir((s.n_steps - s.n_burnin) // s.thin, s.chains, capacity=cfg.mismatch.n_states)
 
 
-def _finite_min(values) -> float | None:
-    v = [float(x) for x in values if x is not None and np.isfinite(x)]
-    return min(v) if v else None
-
-
-def _finite_max(values) -> float | None:
-    v = [float(x) for x in values if x is not None and np.isfinite(x)]
-    return max(v) if v else None
-
-
-def _write_outputs(work: Path, out: RunResult, problem, x_true, result) -> None:
+def _write_outputs(work: Path, post: Posterior, problem) -> None:
     from pnp_imaging.imageio import write_image
     from pnp_imaging.report import render_report
 
-    arrays = {"mmse": out.mmse, "std": out.std, "lower": out.lower, "upper": out.upper,
-              "y": problem.y.detach().double().cpu()}
-    if out.map is not None:
-        arrays["map"] = out.map
-    if x_true is not None:
-        arrays["x_true"] = x_true
-    for k, v in out.multiscale_std.items():
-        arrays[f"multiscale_std_{k}"] = v
-    np.savez_compressed(work / "estimates.npz", **{k: v.numpy() for k, v in arrays.items()})
-    names = list(result.traces)
-    values = np.stack([result.traces[n] for n in names], axis=-1) if names else np.zeros((0, 0, 0))
-    np.savez_compressed(work / "traces.npz", names=np.asarray(names), values=values)
-    (work / "summary.json").write_text(json.dumps(out.summary, indent=2, default=_json_default))
+    extra = {"y": problem.y}
+    if problem.x_true is not None:
+        extra["x_true"] = problem.x_true
+    post.save(work, extra_arrays=extra)
     write_image(work / "observation.png", problem.y.detach().cpu().clamp(0, 1).float())
-    write_image(work / "mmse.png", out.mmse.clamp(0, 1).float())
-    if out.map is not None:
-        write_image(work / "map.png", out.map.clamp(0, 1).float())
+    write_image(work / "mmse.png", post.mmse.clamp(0, 1).float())
+    if post.map is not None:
+        write_image(work / "map.png", post.map.clamp(0, 1).float())
     render_report(work)
-
-
-def _json_default(obj):
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    return str(obj)

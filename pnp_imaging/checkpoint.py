@@ -8,7 +8,8 @@ optional user config (e.g. the CLI's). It is written atomically — to ``<path>.
 and fsync'ed, then ``os.replace``'d over ``path`` — every ``every`` iterations, at the end of the
 run and on Ctrl-C, so a killed process always leaves the last complete checkpoint.
 
-:func:`resume` continues a run: with the same kernel (checked against the stored configuration)
+:func:`pnp_imaging.samplers.base.resume` continues a run (this module restores the run state,
+:func:`load_run`; the driver runs it): with the same kernel (checked against the stored configuration)
 it produces **bitwise identical** state, statistics and traces to an uninterrupted run with the
 same seed (``tests/test_checkpoint.py``, including a process killed with SIGKILL). Callbacks
 (``on_sample``/``on_step``) are not checkpointed: whatever they accumulate is the caller's.
@@ -17,26 +18,28 @@ Divergence never overwrites the checkpoint: the file on disk is the last good st
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
+from pnp_imaging._checks import check_count
+from pnp_imaging._io import atomic_torch_save
+from pnp_imaging.samplers.traces import ChainRun, TraceConfig
 from pnp_imaging.stats import PosteriorStats
 
 __all__ = [
     "CheckpointConfig",
     "save_atomic",
+    "save_run",
     "load_checkpoint",
-    "resume",
+    "load_run",
     "EXIT_INTERRUPTED",
     "FORMAT_VERSION",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: exit status a command-line tool should use for a run stopped by Ctrl-C (128 + SIGINT)
 EXIT_INTERRUPTED = 130
 
@@ -51,26 +54,13 @@ class CheckpointConfig:
     config: dict | None = field(default=None)
 
     def __post_init__(self):
-        from pnp_imaging.samplers.base import check_count
-
         check_count("checkpoint.every", self.every, 1)
         object.__setattr__(self, "path", Path(self.path))
 
 
 def save_atomic(path: str | Path, payload: dict) -> None:
     """``torch.save`` to a temporary file in the same directory, fsync, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_torch_save(payload, path)
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -93,8 +83,8 @@ def _plain(obj):
     return obj
 
 
-def save_run(cfg: CheckpointConfig, kernel, run, generator: torch.Generator) -> None:
-    """Write the state of a ``_Run`` (called by the driver)."""
+def save_run(cfg: CheckpointConfig, kernel, run: ChainRun, generator: torch.Generator) -> None:
+    """Write the state of a :class:`ChainRun` (called by the driver)."""
     state = run.state
     payload = {
         "format": FORMAT_VERSION,
@@ -119,13 +109,7 @@ def save_run(cfg: CheckpointConfig, kernel, run, generator: torch.Generator) -> 
             "scales": list(run.stats.scales),
         },
         "stats": run.stats.state_dict(),
-        "trace_config": {
-            "n_random": run.trace.n_random,
-            "seed": run.trace.seed,
-            "loglik": run.trace.loglik,
-            "slow": run.trace.slow,
-            "slow_direction": run.trace.slow_direction,
-        },
+        "trace_config": run.trace.to_dict(),
         "traces": run.traces[: run.iteration].clone(),
         "trace_names": list(run.names),
         "slow": None if run.slow_est is None else run.slow_est.state_dict(),
@@ -144,32 +128,7 @@ def _diff(a, b, prefix=""):
     return [] if same else [f"{prefix[:-1]}: checkpoint {a!r} vs kernel {b!r}"]
 
 
-def resume(
-    path: str | Path,
-    kernel,
-    *,
-    generator: torch.Generator,
-    on_sample: Callable | None = None,
-    on_step: Callable | None = None,
-    checkpoint: CheckpointConfig | None | str = "same",
-    stats: PosteriorStats | None = None,
-    n_steps: int | None = None,
-    max_abs: float = 1e3,
-    max_nll_rise: float | None = 2.0,
-):
-    """Continue the run saved at ``path`` with ``kernel`` (same sampler, params and prior).
-
-    ``generator``'s state is overwritten with the saved one (it must live on the same device
-    type as the saved state). ``checkpoint="same"`` keeps checkpointing to ``path`` with the
-    saved ``every``; pass another :class:`CheckpointConfig` or None. ``stats``: a fresh
-    :class:`PosteriorStats` to restore into (default: rebuilt from the saved shape, probs and
-    scales). ``n_steps`` may extend the run (``>=`` the saved one; burn-in and thinning stay).
-    ``max_abs`` / ``max_nll_rise``: the divergence guards of :func:`run_chain`.
-    Returns the :class:`~pnp_imaging.samplers.base.ChainResult` of the whole run.
-    """
-    from pnp_imaging.samplers.base import TraceConfig, _drive, _Run, check_count
-
-    payload = load_checkpoint(path)
+def _check_compatible(payload: dict, kernel, path) -> None:
     diffs = _diff(payload["kernel_config"], _plain(kernel.config()))
     if diffs:
         raise ValueError(
@@ -178,39 +137,42 @@ def resume(
         )
     if payload["state_type"] != kernel.state_type.__name__:
         raise ValueError(f"checkpoint: state type {payload['state_type']} does not match {kernel.state_type.__name__}")
+
+
+def _restore_slow(run: ChainRun, payload: dict, device) -> None:
+    if payload["slow"] is not None:
+        s = payload["slow"]
+        run.slow_est.load_state_dict({k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in s.items()})
+    if payload["slow_fixed"] is not None:
+        run.slow_fixed = payload["slow_fixed"].to(device=device, dtype=run.state.x.dtype)
+
+
+def load_run(path: str | Path, kernel, *, generator: torch.Generator, stats: PosteriorStats | None = None,
+             n_steps: int | None = None) -> tuple[ChainRun, dict]:
+    """Rebuild the :class:`ChainRun` saved at ``path`` for ``kernel`` (checked against the saved
+    sampler configuration) and restore ``generator``'s state; returns ``(run, payload)``.
+
+    ``stats``: a fresh :class:`PosteriorStats` to restore into (default: rebuilt from the saved
+    shape, probs and scales). ``n_steps`` may extend the run (``>=`` the iterations done).
+    """
+    payload = load_checkpoint(path)
+    _check_compatible(payload, kernel, path)
     meta = payload["run"]
     total = meta["n_steps"] if n_steps is None else check_count("n_steps", n_steps, 1)
     if total < meta["iteration"] or total < meta["n_burnin"]:
         raise ValueError(f"n_steps: {total} is below the {meta['iteration']} iterations already done")
     device = torch.device(payload["device"])
-    fields = {
-        k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in payload["state"].items()
-    }
-    state = kernel.state_type(**fields)
+    state = kernel.state_type(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v)
+                                 for k, v in payload["state"].items()})
     sm = payload["stats_meta"]
     if stats is None:
         stats = PosteriorStats(sm["shape"], probs=sm["probs"], scales=sm["scales"], device=device)
     stats.load_state_dict(payload["stats"])
-    tc = payload["trace_config"]
-    trace = TraceConfig(
-        n_random=tc["n_random"], seed=tc["seed"], loglik=tc["loglik"], slow=tc["slow"],
-        slow_direction=tc["slow_direction"],
-    )
-    run = _Run(kernel, state, total, meta["n_burnin"], meta["thin"], stats, trace)
+    run = ChainRun(state, total, meta["n_burnin"], meta["thin"], stats, TraceConfig(**payload["trace_config"]))
     if list(run.names) != list(payload["trace_names"]):
         raise ValueError("checkpoint: trace layout differs from this version's; start a new run")
-    run.iteration = meta["iteration"]
-    run.n_kept = meta["n_kept"]
+    run.iteration, run.n_kept = meta["iteration"], meta["n_kept"]
     run.traces[: run.iteration] = payload["traces"]
-    if payload["slow"] is not None:
-        s = payload["slow"]
-        run.slow_est.load_state_dict({k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in s.items()})
-    if payload["slow_fixed"] is not None:
-        run.slow_fixed = payload["slow_fixed"].to(device=device, dtype=state.x.dtype)
+    _restore_slow(run, payload, device)
     generator.set_state(payload["generator_state"])
-    if checkpoint == "same":
-        checkpoint = CheckpointConfig(path, payload["every"], payload["user_config"])
-    elif isinstance(checkpoint, str):
-        raise ValueError(f"checkpoint: pass 'same', None or a CheckpointConfig, got {checkpoint!r}")
-    return _drive(kernel, run, generator=generator, on_sample=on_sample, on_step=on_step,
-                  checkpoint=checkpoint, max_abs=float(max_abs), max_nll_rise=max_nll_rise)
+    return run, payload

@@ -66,9 +66,10 @@ def _error(message: str) -> int:
 
 
 def _cmd_run(config, out, overrides, *, resume: bool, quiet: bool, base_dir=None) -> int:
-    from pnp_imaging.api import SamplingInterrupted, run
+    from pnp_imaging.api import run
     from pnp_imaging.config import ConfigError, apply_overrides, load_config
     from pnp_imaging.samplers.base import DivergenceError
+    from pnp_imaging.sampling import SamplingInterrupted
 
     try:
         raw = load_config(config) if isinstance(config, (str, Path)) else dict(config)
@@ -141,16 +142,16 @@ def main(argv: list[str] | None = None) -> int:
 def _cmd_simulate(args) -> int:
     import torch
 
-    from pnp_imaging.api import problem_section
     from pnp_imaging.config import ConfigError, apply_overrides, load_config, resolve_config
     from pnp_imaging.imageio import write_image
     from pnp_imaging.problem import Problem
 
     try:
         cfg = resolve_config(apply_overrides(load_config(args.config), args.overrides), base_dir=Path(args.config).parent)
-        if cfg["image"] is None:
+        if cfg.image is None:
             raise ConfigError("image: simulate needs a ground-truth 'image' in the config")
-        problem = Problem.from_config(problem_section(cfg), generator=torch.Generator().manual_seed(cfg["seed"]))
+        section = {"image": cfg.image, "operator": cfg.operator, "noise": cfg.noise}
+        problem = Problem.from_config(section, generator=torch.Generator().manual_seed(cfg.seed))
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         return _error(str(exc).splitlines()[0])
     out = Path(args.out)

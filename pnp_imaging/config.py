@@ -1,34 +1,37 @@
-"""Run configuration: schema, defaults, validation and ``--set`` overrides.
+"""Run configuration: schema, defaults, validation (once, before any work) and ``--set`` overrides.
 
 One schema is shared by the CLI (``pnp-imaging run CONFIG.yaml``), the Python API
 (``pnp_imaging.run(config)``) and the report (which stores the resolved config).
-
-Validation happens before any work starts; every problem raises :class:`ConfigError` whose
-message is one line naming the key and the fix, e.g.::
+:func:`resolve_config` merges a YAML file or dict over :data:`DEFAULTS` and returns a frozen
+:class:`RunConfig` (one frozen dataclass per section). Every section is validated there —
+the operator and noise sections by :mod:`operators.registry`, the sampler's options by its
+registered family, denoiser names against the zoo — so every problem raises
+:class:`ConfigError` before any work starts, one line naming the key and the fix::
 
     sampler.n_stepz: unknown key; did you mean 'n_steps'? (valid: chains, n_burnin, ...)
 
-Sub-sections ``operator`` and ``noise`` are validated by :mod:`operators.registry` when the
-problem is built (still before any sampling), because their keys depend on the type.
+Relative paths (``image``, ``observation``, kernel/mask files) are resolved against the folder
+of the YAML file; for a dict, against ``base_dir`` (default: the working directory).
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
-__all__ = ["ConfigError", "DEFAULTS", "load_config", "resolve_config", "apply_overrides", "parse_override"]
+__all__ = ["ConfigError", "DEFAULTS", "RunConfig", "PriorConfig", "SamplerConfig", "MapConfig", "EstimatesConfig",
+           "MismatchConfig", "load_config", "resolve_config", "apply_overrides", "parse_override"]
 
 
 class ConfigError(ValueError):
     """A one-line, user-facing configuration error (the CLI exits with code 2)."""
 
-
-_REQUIRED = object()
 
 #: Defaults of every section. ``None`` means "not set". Nested dicts are sections.
 DEFAULTS: dict[str, Any] = {
@@ -37,60 +40,226 @@ DEFAULTS: dict[str, Any] = {
     "observation": None,  # or a real observation y (.npy/.png); then no truth-based metrics
     "operator": {"type": "blur", "kernel": "uniform", "size": 9, "boundary": "circular"},
     "noise": {"type": "gaussian", "sigma": 1.0 / 255.0},
-    "prior": {
-        # the Lipschitz-controlled DnCNN trained at sigma = 5/255: the PnP-ULA paper's setting
-        # (residual 1-Lipschitz, eps = (5/255)^2); drunet_* are noise-conditional alternatives
-        "denoiser": "lipdncnn_gray_s5",
-        "eps": (5.0 / 255.0) ** 2,  # denoiser noise VARIANCE (PnP-ULA epsilon)
-        "alpha": 1.0,
-        "lipschitz": None,  # residual Lipschitz constant L; None: the model card's value
-    },
-    "sampler": {
-        "type": "skrock",
-        "n_steps": 2000,
-        "n_burnin": 200,
-        "thin": 1,
-        "chains": 2,
-        "step_size": "auto",
-        "stages": 10,
-        "eta": 0.05,
-        "step_fraction": 0.99,
-        "box": [-1.0, 2.0],
-        "projected": False,
-        "init": "map",  # map | back_projection (inpainting: observed pixels + filled holes, Problem.initial_guess)
-        "init_spread": 0.05,
-        "max_nll_rise": 2.0,  # divergence guard: -log p(y|x) rise above its best, per measurement (null: off)
-    },
+    # denoiser None: the zoo's sampling prior for the image's channel count (denoisers_zoo.default_prior)
+    "prior": {"denoiser": None, "eps": (5.0 / 255.0) ** 2, "alpha": 1.0, "lipschitz": None},
+    # loop keys; the family's own options (e.g. stages, eta, step_size, box) sit in the same section
+    "sampler": {"type": "skrock", "n_steps": 2000, "n_burnin": 200, "thin": 1, "chains": 2,
+                "init": "map", "init_spread": 0.05, "max_nll_rise": 2.0},
     # splitting: auto = proximal data step when exact (Gaussian noise + inpainting/circular blur), else gradient
     "map": {"type": "pnp-sgd", "n_steps": 300, "tol": 1e-5, "enabled": True, "splitting": "auto",
-            "step_fraction": 1.0},  # delta_0 = step_fraction / (alpha L / eps [+ L_y for gradient splitting])
+            "step_fraction": 1.0},
     "estimates": {"credible_level": 0.9, "scales": [1, 2, 4, 8], "n_projections": 4},
     "checkpoint_every": 500,
-    "mismatch": None,  # optional: {denoiser: other zoo name} and/or {operator: {...}}
+    "mismatch": None,  # optional: {denoiser: other zoo name, operator: {...}, n_states: int}
     "device": "auto",
     "dtype": "float32",
 }
-
-_SAMPLER_TYPES = ("pnp-ula", "skrock")
-_MAP_TYPES = ("pnp-sgd",)
-_INT_KEYS = {
-    "seed",
-    "sampler.n_steps",
-    "sampler.n_burnin",
-    "sampler.thin",
-    "sampler.chains",
-    "sampler.stages",
-    "map.n_steps",
-    "estimates.n_projections",
-    "checkpoint_every",
-}
-_POSITIVE_FLOATS = {"prior.eps", "prior.alpha", "sampler.eta", "sampler.step_fraction", "map.tol", "map.step_fraction"}
+_FREE_SECTIONS = {"operator", "noise", "mismatch"}
+_SAMPLER_LOOP_KEYS = tuple(DEFAULTS["sampler"])
 
 
-def _fail(key: str, message: str) -> None:
+def _fail(key: str, message: str):
     raise ConfigError(f"{key}: {message}")
 
 
+# --------------------------------------------------------------------------------------------
+# typed sections
+# --------------------------------------------------------------------------------------------
+def _int(key: str, value, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(key, f"must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        _fail(key, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _positive(key: str, value, maximum: float | None = None, what: str = "") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        _fail(key, f"must be a positive number, got {value!r}")
+    if maximum is not None and not value <= maximum:
+        _fail(key, f"must be in (0, {maximum:g}]{what}, got {value}")
+    return float(value)
+
+
+def _choice(key: str, value, valid) -> str:
+    if value not in valid:
+        _fail(key, f"must be one of {', '.join(repr(v) for v in valid)}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    denoiser: str | None
+    eps: float
+    alpha: float
+    lipschitz: float | None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PriorConfig":
+        name = d["denoiser"]
+        if name is not None:
+            import denoisers_zoo
+
+            if not isinstance(name, str) or name not in denoisers_zoo.available():
+                _fail("prior.denoiser", f"unknown denoiser {name!r}; valid: {', '.join(denoisers_zoo.available())}")
+        lip = d["lipschitz"]
+        if lip is not None:
+            _positive("prior.lipschitz", lip)
+        return cls(name, _positive("prior.eps", d["eps"]), _positive("prior.alpha", d["alpha"]), lip)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Loop settings plus ``options``: the family's Options dataclass (same key names)."""
+
+    type: str
+    n_steps: int
+    n_burnin: int
+    thin: int
+    chains: int
+    init: str
+    init_spread: float
+    max_nll_rise: float | None
+    options: Any
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SamplerConfig":
+        from pnp_imaging.samplers import get_sampler, sampler_names
+
+        if d["type"] not in sampler_names():
+            _fail("sampler.type", f"unknown sampler {d['type']!r}; valid: {', '.join(sampler_names())}")
+        n_steps = _int("sampler.n_steps", d["n_steps"], 1)
+        n_burnin, thin = _int("sampler.n_burnin", d["n_burnin"], 0), _int("sampler.thin", d["thin"], 1)
+        if n_burnin >= n_steps:
+            _fail("sampler.n_burnin", f"must be < sampler.n_steps ({n_steps}), got {n_burnin}")
+        if (n_steps - n_burnin) // thin < 2:
+            _fail("sampler.thin", "keeps fewer than 2 samples; lower thin or raise n_steps")
+        rise = d["max_nll_rise"]
+        if rise is not None:
+            _positive("sampler.max_nll_rise", rise, what=" (or null to disable the guard)")
+        if not isinstance(d["init_spread"], (int, float)) or isinstance(d["init_spread"], bool) or d["init_spread"] < 0:
+            _fail("sampler.init_spread", f"must be a number >= 0, got {d['init_spread']!r}")
+        spec = get_sampler(d["type"])
+        try:
+            options = spec.make_options({k: v for k, v in d.items() if k not in _SAMPLER_LOOP_KEYS})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(_prefixed("sampler", exc)) from None
+        return cls(d["type"], n_steps, n_burnin, thin, _int("sampler.chains", d["chains"], 1),
+                   _choice("sampler.init", d["init"], ("map", "back_projection")), float(d["init_spread"]), rise,
+                   options)
+
+    def to_dict(self) -> dict:
+        loop = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
+        return {**loop, **dataclasses.asdict(self.options)}
+
+
+def _prefixed(section: str, exc: Exception) -> str:
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return msg if msg.startswith(f"{section}.") else f"{section}.{msg}"
+
+
+@dataclass(frozen=True)
+class MapConfig:
+    type: str
+    n_steps: int
+    tol: float
+    enabled: bool
+    splitting: str
+    step_fraction: float
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MapConfig":
+        if d["type"] != "pnp-sgd":
+            _fail("map.type", f"unknown MAP estimator {d['type']!r}; valid: pnp-sgd")
+        if not isinstance(d["enabled"], bool):
+            _fail("map.enabled", f"must be true or false, got {d['enabled']!r}")
+        return cls(d["type"], _int("map.n_steps", d["n_steps"], 1), _positive("map.tol", d["tol"]), d["enabled"],
+                   _choice("map.splitting", d["splitting"], ("auto", "proximal", "gradient")),
+                   _positive("map.step_fraction", d["step_fraction"], 2.0, " (forward-backward stability)"))
+
+
+@dataclass(frozen=True)
+class EstimatesConfig:
+    credible_level: float
+    scales: tuple[int, ...]
+    n_projections: int
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EstimatesConfig":
+        level = d["credible_level"]
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
+            _fail("estimates.credible_level", f"must be in (0, 1), e.g. 0.9; got {level!r}")
+        scales = d["scales"]
+        if not isinstance(scales, list) or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in scales):
+            _fail("estimates.scales", f"must be a list of positive integers like [1, 2, 4, 8], got {scales!r}")
+        return cls(float(level), tuple(scales), _int("estimates.n_projections", d["n_projections"], 0))
+
+
+@dataclass(frozen=True)
+class MismatchConfig:
+    """Which second model the mismatch analysis compares with (``pnp_imaging.mismatch``)."""
+
+    denoiser: str | None
+    operator: Any
+    n_states: int
+
+    @classmethod
+    def from_dict(cls, d: dict | None, base_dir: Path) -> "MismatchConfig | None":
+        if d is None:
+            return None
+        _check_keys(d, {"denoiser": None, "operator": None, "n_states": None}, "mismatch.")
+        name = d.get("denoiser")
+        if name is not None:
+            import denoisers_zoo
+
+            if name not in denoisers_zoo.available():
+                _fail("mismatch.denoiser", f"unknown denoiser {name!r}; valid: {', '.join(denoisers_zoo.available())}")
+        operator = d.get("operator")
+        if operator is not None:
+            operator = _operator_section(operator, base_dir, "mismatch.operator")
+        if name is None and operator is None:
+            _fail("mismatch", "give 'denoiser' (a second zoo model) and/or 'operator' (a second forward model)")
+        n_states = _int("mismatch.n_states", d.get("n_states") or 64, 1)
+        return cls(name, operator, n_states)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A resolved, validated run configuration (see :data:`DEFAULTS` for the keys)."""
+
+    seed: int
+    image: str | None
+    observation: str | None
+    operator: Any
+    noise: dict
+    prior: PriorConfig
+    sampler: SamplerConfig
+    map: MapConfig
+    estimates: EstimatesConfig
+    checkpoint_every: int
+    mismatch: MismatchConfig | None
+    device: str
+    dtype: str
+
+    def to_dict(self) -> dict:
+        """Plain dict (YAML/JSON-able; the sampler section flat, as written in a config file)."""
+        out = dataclasses.asdict(self)
+        out["sampler"] = self.sampler.to_dict()
+        out["estimates"]["scales"] = list(self.estimates.scales)
+        return _plain(out)
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# merging and validation
+# --------------------------------------------------------------------------------------------
 def _check_keys(section: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str) -> None:
     for key in section:
         if key not in defaults:
@@ -100,129 +269,127 @@ def _check_keys(section: Mapping[str, Any], defaults: Mapping[str, Any], prefix:
             _fail(f"{prefix}{key}", f"unknown key; {hint}(valid: {', '.join(valid)})")
 
 
-def _merge(defaults: Mapping[str, Any], given: Mapping[str, Any], prefix: str, free: set[str]) -> dict:
-    """Deep-merge ``given`` over ``defaults``; sections named in ``free`` take any keys."""
+def _sampler_defaults(given: Any) -> dict:
+    """The sampler section's valid keys: loop keys + the chosen family's options."""
+    from pnp_imaging.samplers import get_sampler, sampler_names
+
+    kind = given.get("type", DEFAULTS["sampler"]["type"]) if isinstance(given, Mapping) else DEFAULTS["sampler"]["type"]
+    if kind not in sampler_names():
+        _fail("sampler.type", f"unknown sampler {kind!r}; valid: {', '.join(sampler_names())}")
+    options = get_sampler(kind).options()
+    return {**DEFAULTS["sampler"], **{f.name: getattr(options, f.name) for f in dataclasses.fields(options)}}
+
+
+def _merge(defaults: Mapping[str, Any], given: Mapping[str, Any], prefix: str) -> dict:
+    """Deep-merge ``given`` over ``defaults``; free-form sections take any keys (checked later)."""
     if not isinstance(given, Mapping):
         _fail(prefix.rstrip(".") or "config", f"expected a mapping, got {type(given).__name__}")
     _check_keys(given, defaults, prefix)
     out: dict[str, Any] = {}
     for key, default in defaults.items():
         name = f"{prefix}{key}"
-        if key not in given:
-            out[key] = copy.deepcopy(default)
-            continue
-        value = given[key]
-        if name in free:
-            if value is not None and not isinstance(value, Mapping):
+        value = given.get(key, default)
+        if name in _FREE_SECTIONS and key in given:
+            if value is not None and not isinstance(value, (Mapping, list)):
                 _fail(name, f"expected a mapping like {{type: ...}}, got {value!r}")
-            out[key] = copy.deepcopy(dict(value)) if value is not None else None
-        elif isinstance(default, dict):
-            out[key] = _merge(default, value if value is not None else {}, f"{name}.", free)
+            out[key] = copy.deepcopy(value)
+        elif name == "sampler":
+            out[key] = _merge(_sampler_defaults(value or {}), value or {}, "sampler.")
+        elif isinstance(default, dict) and name not in _FREE_SECTIONS:
+            out[key] = _merge(default, value if value is not None else {}, f"{name}.")
         else:
             out[key] = copy.deepcopy(value)
     return out
 
 
-def _get(cfg: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
+def _input_file(cfg: dict, key: str, base_dir: Path) -> str | None:
+    if cfg[key] is None:
+        return None
+    path = Path(cfg[key])
+    path = path if path.is_absolute() else base_dir / path
+    if not path.is_file():
+        _fail(key, f"file not found: {path}; give a path to a .png/.tif/.jpg/.npy file (relative paths are "
+                   "resolved against the config file's folder)")
+    return str(path)
 
 
-def _validate(cfg: dict, base_dir: Path) -> None:
-    for key in sorted(_INT_KEYS):
-        value = _get(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(key, f"must be an integer, got {value!r}")
-        if key != "seed" and value < (0 if key == "sampler.n_burnin" else 1):
-            _fail(key, f"must be >= {0 if key == 'sampler.n_burnin' else 1}, got {value}")
-    for key in sorted(_POSITIVE_FLOATS):
-        value = _get(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            _fail(key, f"must be a positive number, got {value!r}")
-    s = cfg["sampler"]
-    if s["type"] not in _SAMPLER_TYPES:
-        _fail("sampler.type", f"unknown sampler {s['type']!r}; valid: {', '.join(_SAMPLER_TYPES)}")
-    if s["n_burnin"] >= s["n_steps"]:
-        _fail("sampler.n_burnin", f"must be < sampler.n_steps ({s['n_steps']}), got {s['n_burnin']}")
-    if (s["n_steps"] - s["n_burnin"]) // s["thin"] < 2:
-        _fail("sampler.thin", "keeps fewer than 2 samples; lower thin or raise n_steps")
-    if s["step_size"] != "auto" and not (isinstance(s["step_size"], (int, float)) and s["step_size"] > 0):
-        _fail("sampler.step_size", f"must be 'auto' or a positive number, got {s['step_size']!r}")
-    if not s["step_fraction"] <= 1.0:
-        _fail("sampler.step_fraction", f"must be in (0, 1], got {s['step_fraction']}")
-    if s["init"] not in ("map", "back_projection"):
-        _fail("sampler.init", f"must be 'map' or 'back_projection', got {s['init']!r}")
-    rise = s["max_nll_rise"]
-    if rise is not None and (isinstance(rise, bool) or not isinstance(rise, (int, float)) or not rise > 0):
-        _fail("sampler.max_nll_rise", f"must be a positive number (or null to disable the guard), got {rise!r}")
-    if not cfg["map"]["step_fraction"] <= 2.0:
-        _fail("map.step_fraction", f"must be in (0, 2] (forward-backward stability), got {cfg['map']['step_fraction']}")
-    if cfg["map"]["splitting"] not in ("auto", "proximal", "gradient"):
-        _fail("map.splitting", f"must be 'auto', 'proximal' or 'gradient', got {cfg['map']['splitting']!r}")
-    box = s["box"]
-    if box is not None and (not isinstance(box, (list, tuple)) or len(box) != 2 or not box[0] < box[1]):
-        _fail("sampler.box", f"must be [low, high] with low < high (or null), got {box!r}")
-    if cfg["map"]["type"] not in _MAP_TYPES:
-        _fail("map.type", f"unknown MAP estimator {cfg['map']['type']!r}; valid: {', '.join(_MAP_TYPES)}")
-    level = cfg["estimates"]["credible_level"]
-    if not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
-        _fail("estimates.credible_level", f"must be in (0, 1), e.g. 0.9; got {level!r}")
-    scales = cfg["estimates"]["scales"]
-    if not isinstance(scales, list) or not all(isinstance(k, int) and k >= 1 for k in scales):
-        _fail("estimates.scales", f"must be a list of positive integers like [1, 2, 4, 8], got {scales!r}")
-    if cfg["dtype"] not in ("float32", "float64"):
-        _fail("dtype", f"must be 'float32' or 'float64', got {cfg['dtype']!r}")
-    if cfg["device"] not in ("auto", "cpu") and not str(cfg["device"]).startswith("cuda"):
-        _fail("device", f"must be 'auto', 'cpu' or 'cuda[:N]', got {cfg['device']!r}")
-    if not isinstance(cfg["prior"]["denoiser"], str):
-        _fail("prior.denoiser", "must be a zoo name (see `pnp-imaging zoo list`)")
-    if cfg["image"] is None and cfg["observation"] is None:
-        _fail("image", "missing; give 'image' (ground truth, observation simulated) and/or 'observation' (measured y)")
-    for key in ("image", "observation"):
-        if cfg[key] is not None:
-            path = Path(cfg[key])
-            if not path.is_absolute():
-                path = base_dir / path
-            if not path.is_file():
-                _fail(key, f"file not found: {path}; give a path to a .png/.tif/.jpg/.npy file")
-            cfg[key] = str(path)
-    if cfg["mismatch"] is not None:
-        _check_keys(cfg["mismatch"], {"denoiser": None, "operator": None, "n_states": None}, "mismatch.")
-        if cfg["mismatch"].get("operator") is not None:
-            _resolve_operator_files(cfg["mismatch"]["operator"], base_dir, "mismatch.operator")
-    _resolve_operator_files(cfg["operator"], base_dir, "operator")
+def _operator_section(section: Any, base_dir: Path, where: str):
+    """Validate an operator section with :mod:`operators.registry`; file paths made absolute."""
+    from operators.registry import validate_operator
+
+    section = _resolve_files(copy.deepcopy(section), base_dir, where)
+    try:
+        validate_operator(section, where=where)
+    except ValueError as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None
+    return section
 
 
 _FILE_KEYS = ("kernel", "mask")
 
 
-def _resolve_operator_files(section: Any, base_dir: Path, where: str) -> None:
-    """Make kernel/mask file paths in an operator section absolute (relative to the config)."""
+def _resolve_files(section: Any, base_dir: Path, where: str):
+    """Kernel/mask file paths in an operator section made absolute (relative to the config)."""
     if isinstance(section, list):
-        for i, sub in enumerate(section):
-            _resolve_operator_files(sub, base_dir, f"{where}[{i}]")
-        return
+        return [_resolve_files(sub, base_dir, f"{where}[{i}]") for i, sub in enumerate(section)]
     if not isinstance(section, dict):
-        return
+        return section
     for key, value in section.items():
         if isinstance(value, dict):
-            _resolve_operator_files(value, base_dir, f"{where}.{key}")
+            section[key] = _resolve_files(value, base_dir, f"{where}.{key}")
         elif key in _FILE_KEYS and isinstance(value, str) and Path(value).suffix:
             path = Path(value) if Path(value).is_absolute() else base_dir / value
             if not path.is_file():
                 _fail(f"{where}.{key}", f"file not found: {path}; give an existing .npy/.png file or a built-in name")
             section[key] = str(path)
+    return section
 
 
-def resolve_config(config: Mapping[str, Any] | str | os.PathLike, *, base_dir: str | os.PathLike | None = None) -> dict:
-    """Return the full, validated config (defaults filled in, paths made absolute).
+def _noise_section(section: Any) -> dict:
+    from operators.registry import validate_noise
 
-    ``config`` is a dict or the path of a YAML file; relative file paths are resolved against
-    ``base_dir`` (default: the YAML file's folder, or the working directory for a dict).
-    Raises :class:`ConfigError` on the first problem.
+    try:
+        validate_noise(section)
+    except ValueError as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None
+    return dict(section)
+
+
+def _build(cfg: dict, base_dir: Path) -> RunConfig:
+    if cfg["image"] is None and cfg["observation"] is None:
+        _fail("image", "missing; give 'image' (ground truth, observation simulated) and/or 'observation' (measured y)")
+    if cfg["dtype"] not in ("float32", "float64"):
+        _fail("dtype", f"must be 'float32' or 'float64', got {cfg['dtype']!r}")
+    device = str(cfg["device"])
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        _fail("device", f"must be 'auto', 'cpu' or 'cuda[:N]', got {cfg['device']!r}")
+    return RunConfig(
+        seed=_int("seed", cfg["seed"]),
+        image=_input_file(cfg, "image", base_dir),
+        observation=_input_file(cfg, "observation", base_dir),
+        operator=_operator_section(cfg["operator"], base_dir, "operator"),
+        noise=_noise_section(cfg["noise"]),
+        prior=PriorConfig.from_dict(cfg["prior"]),
+        sampler=SamplerConfig.from_dict(cfg["sampler"]),
+        map=MapConfig.from_dict(cfg["map"]),
+        estimates=EstimatesConfig.from_dict(cfg["estimates"]),
+        checkpoint_every=_int("checkpoint_every", cfg["checkpoint_every"], 1),
+        mismatch=MismatchConfig.from_dict(cfg["mismatch"], base_dir),
+        device=device,
+        dtype=cfg["dtype"],
+    )
+
+
+def resolve_config(config: Mapping[str, Any] | RunConfig | str | os.PathLike, *,
+                   base_dir: str | os.PathLike | None = None) -> RunConfig:
+    """Return the full, validated :class:`RunConfig` (defaults filled in, paths made absolute).
+
+    ``config`` is a dict, a YAML file path or a :class:`RunConfig` (returned as is). Relative
+    file paths are resolved against ``base_dir`` (default: the YAML file's folder, or the
+    working directory for a dict). Raises :class:`ConfigError` on the first problem.
     """
+    if isinstance(config, RunConfig):
+        return config
     if isinstance(config, (str, os.PathLike)):
         path = Path(config)
         given = load_config(path)
@@ -230,9 +397,7 @@ def resolve_config(config: Mapping[str, Any] | str | os.PathLike, *, base_dir: s
     else:
         given = dict(config)
         base = Path(base_dir) if base_dir is not None else Path.cwd()
-    cfg = _merge(DEFAULTS, given, "", free={"operator", "noise", "mismatch"})
-    _validate(cfg, base.resolve())
-    return cfg
+    return _build(_merge(DEFAULTS, given, ""), base.resolve())
 
 
 def load_config(path: str | os.PathLike) -> dict:

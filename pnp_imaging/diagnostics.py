@@ -37,6 +37,9 @@ __all__ = [
     "mcse_mean",
     "summarize",
     "verdicts",
+    "quantity_verdict",
+    "MIN_ESS",
+    "MAX_RHAT",
     "format_summary",
     "image_range",
     "ESS_METHODS",
@@ -283,11 +286,27 @@ def summarize(traces: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
     return out
 
 
+#: convergence thresholds (Vehtari et al. 2021): below ESS 100 the MCSE itself is unreliable
+MIN_ESS = 100.0
+MAX_RHAT = 1.01
+
+
+def quantity_verdict(d: Mapping[str, float], *, min_ess: float = MIN_ESS, max_rhat: float = MAX_RHAT) -> str:
+    """``"ok"`` or the reasons one traced quantity's summary (:func:`summarize`) fails."""
+    ess_bulk, r = d.get("ess_bulk"), d.get("rhat")
+    bad = []
+    if ess_bulk is None or not np.isfinite(ess_bulk) or ess_bulk < min_ess:
+        bad.append(f"ESS < {min_ess:g}: too few effective samples")
+    if r is not None and np.isfinite(r) and r > max_rhat:
+        bad.append(f"R̂ > {max_rhat:g}: chains disagree")
+    return "; ".join(bad) if bad else "ok"
+
+
 def verdicts(
     summary: Mapping[str, Mapping[str, float]],
     *,
-    min_ess: float = 100.0,
-    max_rhat: float = 1.01,
+    min_ess: float = MIN_ESS,
+    max_rhat: float = MAX_RHAT,
 ) -> list[str]:
     """Plain-language warnings for a :func:`summarize` result; empty list = no warning.
 

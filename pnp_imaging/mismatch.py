@@ -25,7 +25,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["denoiser_distance", "operator_distance", "data_drift_distance", "StateReservoir"]
+__all__ = ["denoiser_distance", "operator_distance", "data_drift_distance", "StateReservoir", "run_analysis"]
 
 
 class StateReservoir:
@@ -102,3 +102,33 @@ def data_drift_distance(problem1, problem2, states: torch.Tensor, *, batch: int 
         total += float((diff.double() ** 2).flatten(1).sum(1).sum())
         n += x.shape[0]
     return math.sqrt(total / n)
+
+
+def run_analysis(cfg, problem, denoiser, prior, states: torch.Tensor) -> dict:
+    """The mismatch ingredients a run reports (``cfg.mismatch``: a second zoo denoiser and/or a
+    second operator config) on the kept chain ``states``.
+
+    After a resume only the states kept since the resume are used (callbacks are not
+    checkpointed); ``n_states`` in the output says how many.
+    """
+    import dataclasses
+
+    import denoisers_zoo
+    from operators.registry import build_operator
+
+    mm = cfg.mismatch
+    out: dict = {}
+    if mm.denoiser:
+        other = denoisers_zoo.load(mm.denoiser).to(dtype=states.dtype)
+        d = denoiser_distance(denoiser, other, states, prior.sigma)
+        out.update({"reference_denoiser": getattr(denoiser, "name", None), "other_denoiser": mm.denoiser, **d,
+                    "prior_drift_difference": prior.alpha / prior.eps * d["d_posterior_l2"]})
+    if mm.operator:
+        shape = tuple(problem.y.shape)
+        op2 = build_operator(mm.operator, shape, generator=torch.Generator().manual_seed(int(cfg.seed)))
+        out["operator_norm_difference"] = operator_distance(problem.operator, op2, shape)
+        out["data_drift_difference"] = data_drift_distance(problem, dataclasses.replace(problem, operator=op2), states)
+        out["n_states"] = int(states.shape[0])
+    out["note"] = ("ingredients of the Renaud et al. (2024) bound; its constants could not be checked, "
+                   "so no numeric bound is claimed")
+    return out

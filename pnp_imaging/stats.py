@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -29,13 +28,11 @@ __all__ = [
     "P2Quantiles",
     "MultiScaleMoments",
     "PosteriorStats",
+    "SlowDirection",
 ]
 
 
-def _check_int(name: str, value, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
+from pnp_imaging._checks import check_count as _check_int
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,93 +163,6 @@ class RunningMoments:
 # --------------------------------------------------------------------------------------------
 # P² quantiles
 # --------------------------------------------------------------------------------------------
-@numba.njit(cache=True)
-def _p2_init(q, npos, count_before, xs):  # pragma: no cover - compiled
-    """Fill the first five observations (count_before < 5) into q[:, k, :]; sort at 5."""
-    n_probs, _, d = q.shape
-    m = xs.shape[0]
-    used = 0
-    c = count_before
-    while used < m and c < 5:
-        for p in range(n_probs):
-            for j in range(d):
-                q[p, c, j] = xs[used, j]
-        c += 1
-        used += 1
-    if c == 5 and count_before < 5:
-        for p in range(n_probs):
-            for j in range(d):
-                # insertion sort of 5 values
-                for a in range(1, 5):
-                    v = q[p, a, j]
-                    b = a - 1
-                    while b >= 0 and q[p, b, j] > v:
-                        q[p, b + 1, j] = q[p, b, j]
-                        b -= 1
-                    q[p, b + 1, j] = v
-                for a in range(5):
-                    npos[p, a, j] = a + 1
-    return used
-
-
-@numba.njit(cache=True)
-def _p2_update(q, npos, desired, dn, xs):  # pragma: no cover - compiled
-    """P² update (Jain & Chlamtac 1985, steps B.1-B.3) of every pixel with every row of xs.
-
-    q: [P, 5, d] marker heights; npos: [P, 5, d] int64 marker positions (1-based);
-    desired: [P, 5] desired positions (shared by all pixels: same count); dn: [P, 5] increments;
-    xs: [m, d] observations, processed in row order.
-    """
-    n_probs, _, d = q.shape
-    m = xs.shape[0]
-    for r in range(m):
-        for p in range(n_probs):
-            for i in range(5):
-                desired[p, i] += dn[p, i]
-            for j in range(d):
-                x = xs[r, j]
-                # B.1: find the cell k and adjust the extremes
-                if x < q[p, 0, j]:
-                    q[p, 0, j] = x
-                    k = 0
-                elif x >= q[p, 4, j]:
-                    q[p, 4, j] = x
-                    k = 3
-                else:
-                    k = 0
-                    while k < 3 and x >= q[p, k + 1, j]:
-                        k += 1
-                # B.2: shift the positions of the markers above the cell
-                for i in range(k + 1, 5):
-                    npos[p, i, j] += 1
-                # B.3: adjust the three middle markers
-                for i in range(1, 4):
-                    ni = npos[p, i, j]
-                    dlt = desired[p, i] - ni
-                    up = npos[p, i + 1, j] - ni
-                    down = npos[p, i - 1, j] - ni
-                    if (dlt >= 1.0 and up > 1) or (dlt <= -1.0 and down < -1):
-                        s = 1 if dlt > 0 else -1
-                        qi = q[p, i, j]
-                        qm = q[p, i - 1, j]
-                        qp = q[p, i + 1, j]
-                        nm = npos[p, i - 1, j]
-                        np_ = npos[p, i + 1, j]
-                        # piecewise-parabolic prediction
-                        cand = qi + s / (np_ - nm) * (
-                            (ni - nm + s) * (qp - qi) / (np_ - ni)
-                            + (np_ - ni - s) * (qi - qm) / (ni - nm)
-                        )
-                        if qm < cand < qp:
-                            q[p, i, j] = cand
-                        else:  # linear prediction
-                            if s > 0:
-                                q[p, i, j] = qi + (qp - qi) / (np_ - ni)
-                            else:
-                                q[p, i, j] = qi - (qm - qi) / (nm - ni)
-                        npos[p, i, j] = ni + s
-
-
 class P2Quantiles:
     r"""Per-pixel streaming quantiles by the P² algorithm (Jain & Chlamtac, CACM 28(10), 1985).
 
@@ -293,6 +203,8 @@ class P2Quantiles:
 
     def update(self, xs: torch.Tensor | np.ndarray) -> None:
         """Add observations ``xs`` of shape ``[m, *shape]`` (m observations per pixel)."""
+        from pnp_imaging._p2_kernels import p2_init, p2_update  # numba: imported and compiled on first use
+
         if isinstance(xs, torch.Tensor):
             xs = xs.detach().to("cpu", torch.float64).numpy()
         xs = np.ascontiguousarray(np.asarray(xs, dtype=np.float64))
@@ -303,10 +215,10 @@ class P2Quantiles:
             raise ValueError("P2Quantiles.update: observations contain NaN/Inf")
         start = 0
         if self.count < 5:
-            start = _p2_init(self.q, self.npos, self.count, xs)
+            start = p2_init(self.q, self.npos, self.count, xs)
             self.count += start
         if start < xs.shape[0]:
-            _p2_update(self.q, self.npos, self.desired, self.dn, xs[start:])
+            p2_update(self.q, self.npos, self.desired, self.dn, xs[start:])
             self.count += xs.shape[0] - start
 
     def quantiles(self) -> np.ndarray:
@@ -501,3 +413,52 @@ class PosteriorStats:
             self.quantile_estimator.load_state_dict(state["quantiles"])
         if self.multiscale is not None:
             self.multiscale.load_state_dict(state["multiscale"])
+
+
+# --------------------------------------------------------------------------------------------
+# online estimate of the slowest direction
+# --------------------------------------------------------------------------------------------
+class SlowDirection:
+    """Online estimate of the leading principal component of the iterates (the chain's slowest
+    direction, ``docs/algorithms.md §slow-direction``).
+
+    Block power iteration on windowed sample covariances: the iterations ``start < i <= stop``
+    are split into ``windows`` windows; in each, ``n · Cov · v`` is accumulated from the pooled
+    (all chains) iterates and ``v`` is replaced by its normalisation at the end of the window.
+    ``v0`` is the fixed random start. Memory: three vectors of one image's size, float64.
+    """
+
+    def __init__(self, d: int, start: int, stop: int, v0: torch.Tensor, windows: int = 10):
+        self.start, self.stop = start, stop
+        self.window = max(1, (stop - start) // windows)
+        self.v = v0.to(torch.float64)
+        self._reset(d)
+
+    def _reset(self, d: int):
+        self.n = 0
+        self.sx = torch.zeros(d, dtype=torch.float64, device=self.v.device)
+        self.sxv = torch.zeros(d, dtype=torch.float64, device=self.v.device)
+        self.sv = 0.0
+
+    def update(self, i: int, x_flat: torch.Tensor) -> None:
+        """Feed iteration ``i``'s chains ``x_flat`` ``[B, d]`` (ignored outside the window range)."""
+        if not (self.start < i <= self.stop):
+            return
+        x = x_flat.to(torch.float64)
+        p = x @ self.v  # [B]
+        self.sx += x.sum(0)
+        self.sxv += p @ x
+        self.sv += float(p.sum())
+        self.n += x.shape[0]
+        if (i - self.start) % self.window == 0 or i == self.stop:
+            u = self.sxv - self.sx * (self.sv / self.n)  # n * windowed covariance @ v
+            nrm = torch.linalg.vector_norm(u)
+            if torch.isfinite(nrm) and nrm > 0:
+                self.v = u / nrm
+            self._reset(x.shape[1])
+
+    def state_dict(self) -> dict:
+        return {"v": self.v.clone(), "n": self.n, "sx": self.sx.clone(), "sxv": self.sxv.clone(), "sv": self.sv}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.v, self.n, self.sx, self.sxv, self.sv = s["v"].clone(), s["n"], s["sx"].clone(), s["sxv"].clone(), s["sv"]

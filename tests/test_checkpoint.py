@@ -16,7 +16,8 @@ import torch
 from denoisers_zoo.exact import GaussianDenoiser
 from operators.identity import Identity
 from operators.noise import GaussianNoise
-from pnp_imaging.checkpoint import EXIT_INTERRUPTED, CheckpointConfig, load_checkpoint, resume, save_atomic
+from pnp_imaging.checkpoint import EXIT_INTERRUPTED, CheckpointConfig, load_checkpoint, save_atomic
+from pnp_imaging.samplers.base import resume
 from pnp_imaging.priors import ScorePrior
 from pnp_imaging.problem import Problem
 from pnp_imaging.samplers import DivergenceError, dispersed_init, run_chain, skrock, ula

@@ -210,10 +210,10 @@ def test_progress_bar_shows_running_ess():
     import torch
     from tqdm import tqdm
 
-    from pnp_imaging.api import _SamplingProgress
+    from pnp_imaging.progress import SamplingProgress
 
     bar = tqdm(total=60, disable=False, file=open(os.devnull, "w"))
-    progress = _SamplingProgress(bar, n_burnin=10, every=25)
+    progress = SamplingProgress(bar, n_burnin=10, every=25)
     g = torch.Generator().manual_seed(0)
     for i in range(1, 61):
         progress(i, SimpleNamespace(x=torch.randn(2, 1, 4, 4, generator=g)), None)

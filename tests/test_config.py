@@ -13,12 +13,12 @@ IMAGE = str(DATA / "cameraman.png")
 
 def test_defaults_are_filled_and_paths_absolute():
     cfg = resolve_config({"image": "cameraman.png"}, base_dir=DATA)
-    assert cfg["image"] == str(DATA / "cameraman.png")
-    assert cfg["sampler"]["n_steps"] == DEFAULTS["sampler"]["n_steps"]
-    assert cfg["prior"]["eps"] == pytest.approx((5 / 255) ** 2)
+    assert cfg.image == str(DATA / "cameraman.png")
+    assert cfg.sampler.n_steps == DEFAULTS["sampler"]["n_steps"]
+    assert cfg.prior.eps == pytest.approx((5 / 255) ** 2)
     # operator/noise sections are free-form (validated by operators.registry)
     cfg = resolve_config({"image": IMAGE, "operator": {"type": "inpainting", "mask": "random", "missing_ratio": 0.5}})
-    assert cfg["operator"] == {"type": "inpainting", "mask": "random", "missing_ratio": 0.5}
+    assert cfg.operator == {"type": "inpainting", "mask": "random", "missing_ratio": 0.5}
 
 
 @pytest.mark.parametrize(
@@ -44,6 +44,21 @@ def test_defaults_are_filled_and_paths_absolute():
         ({"image": IMAGE, "map": {"splitting": "admm"}}, "map.splitting", "'proximal'"),
         ({"image": IMAGE, "map": {"step_fraction": 3}}, "map.step_fraction", "(0, 2]"),
         ({"image": IMAGE, "sampler": {"max_nll_rise": 0}}, "sampler.max_nll_rise", "positive"),
+        # every section is validated at resolve time, including those read only after sampling
+        ({"image": IMAGE, "mismatch": {"denoiser": "drunet_grey"}}, "mismatch.denoiser", "unknown denoiser"),
+        ({"image": IMAGE, "mismatch": {"operator": {"type": "blurr"}}}, "mismatch.operator.type", "not valid"),
+        ({"image": IMAGE, "mismatch": {"n_statez": 3}}, "mismatch.n_statez", "did you mean 'n_states'"),
+        ({"image": IMAGE, "prior": {"denoiser": "drunet_grey"}}, "prior.denoiser", "unknown denoiser"),
+        ({"image": IMAGE, "operator": {"type": "blur", "kernel": "uniform"}}, "operator.size", "missing"),
+        ({"image": IMAGE, "operator": {"type": "blur", "kernel": "uniform", "size": 9, "sizes": 3}}, "operator", "unknown keys"),
+        ({"image": IMAGE, "noise": {"type": "gaussian"}}, "noise.sigma", "missing"),
+        ({"image": IMAGE, "noise": {"type": "gauss", "sigma": 0.1}}, "noise.type", "not valid"),
+        ({"image": IMAGE, "sampler": {"type": "pnp-ula", "stages": 10}}, "sampler.stages", "unknown key"),
+        ({"image": IMAGE, "sampler": {"stages": 1}}, "sampler.stages", ">= 2"),
+        ({"image": IMAGE, "sampler": {"step_fraction": 1.5}}, "sampler.step_fraction", "(0, 1]"),
+        ({"image": IMAGE, "sampler": {"init": "zero"}}, "sampler.init", "'map'"),
+        ({"image": IMAGE, "map": {"enabled": "yes"}}, "map.enabled", "true or false"),
+        ({"image": IMAGE, "checkpoint_every": 0}, "checkpoint_every", ">= 1"),
     ],
 )
 def test_bad_config_one_line_error_naming_key(config, key, fragment):
@@ -82,13 +97,13 @@ def test_yaml_file_errors(tmp_path):
     (tmp_path / "img.png").write_bytes((DATA / "cameraman.png").read_bytes())
     good.write_text("image: img.png\nsampler: {n_steps: 50, n_burnin: 10}\n")
     cfg = resolve_config(good)
-    assert cfg["image"] == str((tmp_path / "img.png").resolve())
+    assert cfg.image == str((tmp_path / "img.png").resolve())
 
 
 def test_operator_file_paths_resolved_against_config_folder():
     cfg = resolve_config({"image": "cameraman.png", "operator": {"type": "blur", "kernel": "kernels/motion_9.npy"}},
                          base_dir=DATA)
-    assert cfg["operator"]["kernel"] == str(DATA / "kernels" / "motion_9.npy")
+    assert cfg.operator["kernel"] == str(DATA / "kernels" / "motion_9.npy")
     with pytest.raises(ConfigError, match=r"^operator.kernel: file not found"):
         resolve_config({"image": IMAGE, "operator": {"type": "blur", "kernel": "nope.npy"}})
 
@@ -98,11 +113,27 @@ def test_network_device_rules():
     sees one; asking for ``cuda`` without one is a one-line error naming the key."""
     import torch
 
-    from pnp_imaging.api import _device, _network_device
+    from pnp_imaging.api import network_device as _network_device
 
-    assert _device("cuda") == torch.device("cpu")
     assert _network_device("cpu") == torch.device("cpu")
     assert _network_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match=r"^device: 'cuda' asked for but torch sees no CUDA GPU"):
             _network_device("cuda")
+
+
+def test_resolved_config_is_typed_frozen_and_round_trips():
+    """One frozen dataclass per section; the sampler's own options are its family's dataclass;
+    ``to_dict()`` resolves back to an equal config."""
+    import dataclasses
+
+    from pnp_imaging.samplers.skrock import SKROCKOptions
+
+    cfg = resolve_config({"image": IMAGE, "sampler": {"stages": 12, "box": [0, 1]}})
+    assert isinstance(cfg.sampler.options, SKROCKOptions)
+    assert cfg.sampler.options.stages == 12 and cfg.sampler.options.box == (0.0, 1.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.sampler.n_steps = 3
+    assert resolve_config(cfg.to_dict()) == cfg
+    ula = resolve_config({"image": IMAGE, "sampler": {"type": "pnp-ula"}})
+    assert "stages" not in ula.to_dict()["sampler"]

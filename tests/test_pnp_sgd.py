@@ -12,7 +12,7 @@ import pytest
 from operators import Blur, GaussianNoise, Identity, Inpainting, random_mask, uniform_kernel
 from pnp_imaging.priors import ScorePrior
 from pnp_imaging.problem import Problem
-from pnp_imaging.samplers import pnp_sgd
+from pnp_imaging.optim import pnp_sgd
 
 SHAPE = (1, 1, 8, 8)
 D = 64

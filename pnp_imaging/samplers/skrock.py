@@ -38,7 +38,7 @@ of stiff directions (δh ≳ 2: well-determined, small-variance components) can 
 underestimated; per-pixel std maps mix all directions. :func:`stationary_variance_quadratic`
 gives ``R``; tests compare against it.
 
-The state holds no cached gradient (``grad`` is always ``None``): the first stage evaluates
+The state holds no cached gradient: the first stage evaluates
 ∇U at the *perturbed* point ``X + ν₁Q``, never at ``X``, so there is nothing to reuse.
 """
 from __future__ import annotations
@@ -50,10 +50,15 @@ from typing import NamedTuple
 
 import torch
 
-from pnp_imaging.samplers.base import Kernel, apply_box, check_count, initial_position
+from pnp_imaging._checks import check_count, check_positive
+from pnp_imaging.samplers import ula
+from pnp_imaging.samplers.box import apply_box, initial_position
+from pnp_imaging.samplers.kernel import Kernel, SamplerSpec, register
 
 __all__ = [
+    "SKROCKOptions",
     "SKROCKParams",
+    "build",
     "SKROCKState",
     "SKROCKInfo",
     "make_params",
@@ -95,10 +100,9 @@ def coefficients(n_stages: int, eta: float) -> tuple[tuple[float, ...], tuple[fl
 
 
 class SKROCKState(NamedTuple):
-    """``x``: chains ``[B, C, H, W]``; ``grad``: always None (module docstring); ``step``: int."""
+    """``x``: chains ``[B, C, H, W]``; ``step``: int (no cached gradient: module docstring)."""
 
     x: torch.Tensor
-    grad: torch.Tensor | None
     step: int
 
 
@@ -207,7 +211,7 @@ def grad_potential(x: torch.Tensor, problem, prior, params: SKROCKParams) -> tor
 def init(x0: torch.Tensor, problem, prior, params: SKROCKParams) -> SKROCKState:
     """State at ``x0`` ``[B, C, H, W]`` (projected onto C if ``projected``). No evaluation."""
     x = initial_position(x0, params.clip, params.projected)
-    return SKROCKState(x=x, grad=None, step=0)
+    return SKROCKState(x=x, step=0)
 
 
 def step(state: SKROCKState, problem, prior, params: SKROCKParams, *, generator: torch.Generator):
@@ -230,12 +234,47 @@ def step(state: SKROCKState, problem, prior, params: SKROCKParams, *, generator:
         k_prev2, k_prev = k_prev, k
     x_new = k_prev
     oob = apply_box(x_new, params.clip, params.projected)
-    return SKROCKState(x_new, None, state.step + 1), SKROCKInfo(oob, s)
+    return SKROCKState(x_new, state.step + 1), SKROCKInfo(oob, s)
 
 
 def kernel(problem, prior, params: SKROCKParams) -> Kernel:
     """Bind SK-ROCK to a problem and a prior for :func:`~pnp_imaging.samplers.base.run_chain`."""
-    return Kernel("pnp_skrock", problem, prior, params, init, step, SKROCKState, grad_evals_per_step=params.n_stages)
+    return Kernel(SPEC_NAME, problem, prior, params, init, step, SKROCKState)
+
+
+SPEC_NAME = "skrock"
+
+
+@dataclass(frozen=True)
+class SKROCKOptions:
+    """What a user sets for SK-ROCK (config ``sampler:`` keys of the same names).
+
+    ``stages``: s; ``eta``: damping η; ``step_size``: δ or ``"auto"`` (δ = p ℓ_s / L, p =
+    ``step_fraction``); ``box``: C = [lo, hi] or None; ``projected``: clamp onto C after the
+    stages instead of the soft tail term.
+    """
+
+    stages: int = 10
+    eta: float = 0.05
+    step_size: float | str = "auto"
+    step_fraction: float = 0.99
+    box: tuple[float, float] | None = (-1.0, 2.0)
+    projected: bool = False
+
+    def __post_init__(self):
+        check_count("stages", self.stages, 2)
+        object.__setattr__(self, "eta", check_positive("eta", self.eta))
+        ula.check_options(self)
+
+
+def build(problem, prior, options: SKROCKOptions) -> Kernel:
+    """The registered builder: options → :class:`SKROCKParams` → :class:`Kernel`."""
+    params = make_params(problem, prior, n_stages=options.stages, eta=options.eta, fraction=options.step_fraction,
+                         step_size=options.step_size, clip=options.box, projected=options.projected)
+    return kernel(problem, prior, params)
+
+
+register(SamplerSpec(SPEC_NAME, "SK-ROCK with a PnP prior (Pereyra et al. 2020)", SKROCKOptions, build))
 
 
 def stationary_variance_quadratic(h: float, step_size: float, n_stages: int = 10, eta: float = 0.05) -> float:

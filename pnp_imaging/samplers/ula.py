@@ -40,9 +40,12 @@ from typing import NamedTuple
 
 import torch
 
-from pnp_imaging.samplers.base import Kernel, apply_box, initial_position
+from pnp_imaging._checks import check_bool, check_box, check_positive, check_step_size
+from pnp_imaging.samplers.box import apply_box, initial_position
+from pnp_imaging.samplers.kernel import Kernel, SamplerSpec, register
 
-__all__ = ["ULAParams", "ULAState", "ULAInfo", "make_params", "init", "step", "kernel", "drift", "auto_rule"]
+__all__ = ["ULAOptions", "ULAParams", "ULAState", "ULAInfo", "make_params", "init", "step", "kernel", "build", "drift",
+           "auto_rule"]
 
 _FRACTION = 0.99
 
@@ -202,5 +205,46 @@ def step(state: ULAState, problem, prior, params: ULAParams, *, generator: torch
 
 def kernel(problem, prior, params: ULAParams) -> Kernel:
     """Bind (P)PnP-ULA to a problem and a prior for :func:`~pnp_imaging.samplers.base.run_chain`."""
-    name = "ppnp_ula" if params.projected else "pnp_ula"
-    return Kernel(name, problem, prior, params, init, step, ULAState, grad_evals_per_step=1)
+    return Kernel(SPEC_NAME, problem, prior, params, init, step, ULAState)
+
+
+SPEC_NAME = "pnp-ula"
+
+
+@dataclass(frozen=True)
+class ULAOptions:
+    """What a user sets for PnP-ULA (config ``sampler:`` keys of the same names).
+
+    ``step_size``: δ or ``"auto"`` (:func:`make_params`); ``step_fraction``: the 0.99 of the
+    auto rule; ``box``: C = [lo, hi] or None; ``projected``: PPnP-ULA (clamp onto C) instead of
+    the soft tail term.
+    """
+
+    step_size: float | str = "auto"
+    step_fraction: float = _FRACTION
+    box: tuple[float, float] | None = (-1.0, 2.0)
+    projected: bool = False
+
+    def __post_init__(self):
+        check_options(self)
+
+
+def check_options(options) -> None:
+    """Validate the options every PnP Langevin family shares (one-line errors naming the key)."""
+    set_ = lambda k, v: object.__setattr__(options, k, v)  # noqa: E731 (frozen dataclass)
+    set_("step_size", check_step_size("step_size", options.step_size))
+    set_("step_fraction", check_positive("step_fraction", options.step_fraction, 1.0))
+    set_("box", check_box("box", options.box))
+    check_bool("projected", options.projected)
+    if options.projected and options.box is None:
+        raise ValueError("projected: the projected variant needs a box; set box: [low, high] or projected: false")
+
+
+def build(problem, prior, options: ULAOptions) -> Kernel:
+    """The registered builder: options → :class:`ULAParams` → :class:`Kernel`."""
+    params = make_params(problem, prior, step_size=options.step_size, clip=options.box, projected=options.projected,
+                         fraction=options.step_fraction)
+    return kernel(problem, prior, params)
+
+
+register(SamplerSpec(SPEC_NAME, "PnP-ULA / projected PnP-ULA (Laumont et al. 2022)", ULAOptions, build))

@@ -1,0 +1,186 @@
+"""``pnp_imaging.sample(problem, prior, sampler=..., ...)``: the public sampling API.
+
+Problem + prior + a registered sampler family → chains (:func:`~pnp_imaging.samplers.base.run_chain`)
+→ streaming statistics → diagnostics → :class:`~pnp_imaging.posterior.Posterior`. No config is
+needed; :func:`pnp_imaging.run` builds the same call from one.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from pnp_imaging import diagnostics
+from pnp_imaging._checks import check_count, check_generator
+from pnp_imaging.posterior import Posterior
+from pnp_imaging.samplers.kernel import Kernel, get_sampler
+
+__all__ = ["sample", "SamplingInterrupted", "truth_metrics"]
+
+
+class SamplingInterrupted(RuntimeError):
+    """Sampling was stopped by Ctrl-C; the checkpoint (if any) can be resumed."""
+
+
+def sample(problem, prior, sampler: str | Kernel = "skrock", *, generator: torch.Generator, n_steps: int = 1000,
+           n_burnin: int | None = None, thin: int = 1, chains: int = 2, x0: torch.Tensor | None = None,
+           init_spread: float = 0.05, credible_level: float = 0.9, scales: tuple[int, ...] = (1, 2, 4, 8),
+           n_projections: int = 4, checkpoint: str | Path | None = None, checkpoint_every: int = 500,
+           checkpoint_config: dict | None = None, resume: bool = False, max_nll_rise: float | None = 2.0,
+           on_sample: Callable | None = None, progress: bool = False, **options) -> Posterior:
+    """Sample the posterior of ``problem`` under ``prior`` and summarise it.
+
+    Args:
+        problem: a :class:`~pnp_imaging.problem.Problem`.
+        prior: a :class:`~pnp_imaging.priors.ScorePrior` (or anything with ``score``,
+            ``lipschitz``, ``eps``, ``alpha``).
+        sampler: a registered family (``pnp_imaging.samplers.sampler_names()``: ``"pnp-ula"``,
+            ``"skrock"``, ...); ``**options`` are its options (e.g. ``stages=15``,
+            ``step_size=1e-5``, ``box=None``), checked against the family's Options dataclass.
+            Or a :class:`~pnp_imaging.samplers.kernel.Kernel` already bound to ``problem`` and
+            ``prior`` (then no ``**options``).
+        generator: the only source of randomness.
+        n_steps, n_burnin, thin: chain length, discarded warm-up (default ``n_steps // 10``;
+            0 for families with independent draws) and thinning; ``(n_steps - n_burnin) // thin``
+            draws per chain are kept.
+        chains: number of chains (the batch dimension; one denoiser call serves all).
+        x0: start ``[1, C, H, W]`` (default ``problem.initial_guess()``, or pass a MAP);
+            chains 1.. start at ``x0 + init_spread · N(0, I)``.
+        credible_level, scales, n_projections: equal-tailed interval level, block sizes of the
+            multi-scale std, number of random projections traced for the diagnostics.
+        checkpoint, checkpoint_every, checkpoint_config: a checkpoint file written atomically
+            every ``checkpoint_every`` steps, at the end and on Ctrl-C (``checkpoint_config`` is
+            stored in it); ``resume=True`` continues it bit-exactly.
+        max_nll_rise: divergence guard (``docs/algorithms.md §divergence-guards``; None: off).
+        on_sample: ``on_sample(index, state)`` for each kept draw.
+        progress: show a progress bar.
+
+    Returns:
+        :class:`~pnp_imaging.posterior.Posterior` (MMSE, std, intervals, multi-scale std,
+        diagnostics per traced quantity, verdict; ``save``/``load``). Raises
+        :class:`SamplingInterrupted` after Ctrl-C and
+        :class:`~pnp_imaging.samplers.base.DivergenceError` when a chain diverges.
+
+    >>> post = pnp_imaging.sample(problem, prior, "skrock", n_steps=500, chains=4,
+    ...                           generator=torch.Generator().manual_seed(0))  # doctest: +SKIP
+    >>> post.mmse.shape, post.verdict                                        # doctest: +SKIP
+    """
+    spec = get_sampler(sampler.name if isinstance(sampler, Kernel) else sampler)
+    n_burnin = (0 if spec.independent else n_steps // 10) if n_burnin is None else n_burnin
+    _check_arguments(n_steps, n_burnin, thin, chains, credible_level, generator)
+    if isinstance(sampler, Kernel):
+        if options:
+            raise ValueError(f"options {sorted(options)}: give them when building the kernel, not with a bound Kernel")
+        kernel = sampler
+    else:
+        kernel = spec.build(problem, prior, spec.make_options(options))
+    result = _run_chains(kernel, problem, generator=generator, n_steps=n_steps, n_burnin=n_burnin, thin=thin,
+                         chains=chains, x0=x0, init_spread=init_spread, credible_level=credible_level,
+                         scales=tuple(scales), n_projections=n_projections, checkpoint=checkpoint,
+                         checkpoint_every=checkpoint_every, checkpoint_config=checkpoint_config, resume=resume,
+                         max_nll_rise=max_nll_rise, on_sample=on_sample, progress=progress)
+    return summarise(result, kernel, problem, credible_level=credible_level)
+
+
+def _check_arguments(n_steps, n_burnin, thin, chains, credible_level, generator) -> None:
+    check_count("n_steps", n_steps, 1)
+    check_count("n_burnin", n_burnin, 0)
+    check_count("thin", thin, 1)
+    check_count("chains", chains, 1)
+    check_generator(generator)
+    if (n_steps - n_burnin) // thin < 2:
+        raise ValueError(f"n_steps: {n_steps} steps with n_burnin={n_burnin}, thin={thin} keep fewer than 2 draws")
+    if not 0.0 < float(credible_level) < 1.0:
+        raise ValueError(f"credible_level: must be in (0, 1), e.g. 0.9; got {credible_level!r}")
+
+
+def _run_chains(kernel: Kernel, problem, *, generator, n_steps, n_burnin, thin, chains, x0, init_spread,
+                credible_level, scales, n_projections, checkpoint, checkpoint_every, checkpoint_config, resume,
+                max_nll_rise, on_sample, progress):
+    """Start (or resume) the chains and run them to the end; returns the ChainResult."""
+    from pnp_imaging.checkpoint import CheckpointConfig, load_checkpoint
+    from pnp_imaging.progress import SamplingProgress, progress_bar
+    from pnp_imaging.samplers.base import dispersed_init, resume as resume_chain, run_chain
+    from pnp_imaging.samplers.traces import TraceConfig
+    from pnp_imaging.stats import PosteriorStats
+
+    ck = CheckpointConfig(checkpoint, checkpoint_every, checkpoint_config) if checkpoint is not None else None
+    bar = progress_bar(n_steps, f"sampling ({kernel.name})", progress)
+    hooks = {"on_sample": on_sample, "on_step": SamplingProgress(bar, n_burnin) if bar else None,
+             "max_nll_rise": max_nll_rise}
+    if resume and checkpoint is not None and Path(checkpoint).is_file():
+        if bar:
+            bar.update(int(load_checkpoint(checkpoint)["run"]["iteration"]))
+        result = resume_chain(checkpoint, kernel, generator=generator, checkpoint=ck, **hooks)
+    else:
+        start = (problem.initial_guess() if x0 is None else x0).to(problem.y.dtype)
+        x = dispersed_init(start.reshape(1, *start.shape[1:]), chains, spread=init_spread, generator=generator)
+        probs = ((1.0 - credible_level) / 2.0, (1.0 + credible_level) / 2.0)
+        stats = PosteriorStats(tuple(x.shape), probs=probs, scales=scales, device=x.device)
+        result = run_chain(kernel, kernel.init(x), n_steps=n_steps, n_burnin=n_burnin, thin=thin,
+                           generator=generator, stats=stats, checkpoint=ck,
+                           trace=TraceConfig(n_random=n_projections), **hooks)
+    if bar:
+        bar.close()
+    if result.status != "completed":
+        where = f"; checkpoint saved in {Path(checkpoint).parent}. Continue with --resume" if checkpoint else ""
+        raise SamplingInterrupted(f"interrupted at iteration {result.n_done}{where}")
+    return result
+
+
+def _finite(values, pick):
+    v = [float(x) for x in values if x is not None and math.isfinite(x)]
+    return pick(v) if v else None
+
+
+def summarise(result, kernel: Kernel, problem, *, credible_level: float) -> Posterior:
+    """:class:`Posterior` from a completed ChainResult: estimates, diagnostics, warnings."""
+    stats = result.stats
+    cpu = lambda t: t.detach().double().cpu()  # noqa: E731
+    mmse, std = cpu(stats.mmse()), cpu(stats.std())
+    lower, upper = (cpu(t) for t in stats.credible_interval())
+    diag = result.summary()
+    warnings = diagnostics.verdicts(diag)
+    image_range = diagnostics.image_range(result.state.x)
+    if image_range["warning"]:
+        warnings.insert(0, image_range["warning"])
+    chains = int(result.state.x.shape[0])
+    summary: dict[str, Any] = {
+        "sampler": kernel.name, "chains": chains, "n_steps": result.n_steps, "n_burnin": result.n_burnin,
+        "thin": result.thin, "n_kept": result.n_kept, "step_size": float(kernel.params.step_size),
+        "step_rule": getattr(kernel.params, "rule", "manual"), "lam": getattr(kernel.params, "lam", None),
+        "credible_level": credible_level,
+        "ess_min": _finite([d.get("ess_bulk") for d in diag.values()], min),
+        "ess_tail_min": _finite([d.get("ess_tail") for d in diag.values()], min),
+        "rhat_max": _finite([d.get("rhat") for d in diag.values()], max),
+        "image_range": image_range,
+        "mcse_mmse_max": float((std / math.sqrt(max(result.n_kept * chains, 1))).max()),
+        "warnings": warnings,
+        "timings": {k: float(v) for k, v in result.timings.items() if isinstance(v, (int, float))},
+    }
+    post = Posterior(mmse=mmse, std=std, lower=lower, upper=upper,
+                     multiscale_std={k: cpu(v) for k, v in stats.multiscale_std().items()},
+                     diagnostics={k: {**v, "verdict": diagnostics.quantity_verdict(v)} for k, v in diag.items()},
+                     summary=summary, traces=result.traces)
+    if problem.x_true is not None:
+        summary.update(truth_metrics(post, problem))
+    return post
+
+
+def truth_metrics(post: Posterior, problem, x_map: torch.Tensor | None = None) -> dict[str, float]:
+    """PSNR/SSIM of the observation, MMSE (and MAP) and the coverage of the credible intervals
+    against ``problem.x_true`` (:mod:`pnp_imaging.metrics`)."""
+    from pnp_imaging.metrics import psnr, ssim
+
+    x_true = problem.x_true.detach().double().cpu()
+    y = problem.y.detach().cpu()
+    level = post.summary["credible_level"]
+    inside = float(((x_true >= post.lower) & (x_true <= post.upper)).double().mean())
+    out = {"psnr_y": psnr(y, x_true) if y.shape == x_true.shape else None,
+           "psnr_mmse": psnr(post.mmse, x_true), "ssim_mmse": ssim(post.mmse, x_true), "coverage": inside,
+           f"coverage_{int(round(100 * level))}": inside}
+    if x_map is not None:
+        out.update(psnr_map=psnr(x_map, x_true), ssim_map=ssim(x_map, x_true))
+    return out
