@@ -22,7 +22,7 @@ def main(argv=None):
     args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
     cfg = _common.load("mismatch_kernel", fast=args.fast)
     out = Path(args.out or _common.ROOT / "runs" / "mismatch_kernel")
-    x = read_image(_common.ROOT / cfg["image"])
+    x = read_image(_common.CONFIGS / cfg["image"])  # relative to the config file
     g = torch.Generator().manual_seed(cfg["seed"])
     true_op = build_operator(cfg["mismatch"]["operator"], tuple(x.shape), generator=g)
     y = Problem.simulate(x, true_op, build_noise(cfg["noise"]), generator=g).y

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-__all__ = ["atomic_write", "atomic_torch_save", "atomic_write_text", "atomic_write_json", "json_default"]
+__all__ = ["atomic_write", "atomic_torch_save", "atomic_write_text", "atomic_write_json", "json_default", "plain"]
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None]) -> Path:
@@ -52,3 +52,13 @@ def json_default(obj):
 def atomic_write_json(path: str | Path, data) -> Path:
     """``json.dumps(data, indent=2)`` (numpy/torch values converted) written atomically."""
     return atomic_write_text(path, json.dumps(data, indent=2, default=json_default) + "\n")
+
+
+def plain(obj):
+    """Tuples → lists, recursively through dicts and lists (what YAML, JSON and ``torch.load``
+    give back), so that configs compare equal after a round trip."""
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj

@@ -26,6 +26,7 @@ import torch
 
 from pnp_imaging._checks import check_count
 from pnp_imaging._io import atomic_torch_save
+from pnp_imaging._io import plain as _plain
 from pnp_imaging.samplers.traces import ChainRun, TraceConfig
 from pnp_imaging.stats import PosteriorStats
 
@@ -72,15 +73,6 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
         raise ValueError(f"checkpoint: {path} is not a pnp_imaging checkpoint of format {FORMAT_VERSION}")
     return payload
-
-
-def _plain(obj):
-    """Tuples -> lists recursively (what torch.load gives back), for config comparison."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def save_run(cfg: CheckpointConfig, kernel, run: ChainRun, generator: torch.Generator) -> None:

@@ -101,13 +101,11 @@ def _cmd_run(config, out, overrides, *, resume: bool, quiet: bool, base_dir=None
 
 
 def _demo_config(fast: bool) -> dict:
-    import yaml
+    from pnp_imaging.config import deep_merge, fast_budget, load_config
 
-    cfg = yaml.safe_load(DEMO_CONFIG.read_text())
+    cfg = load_config(DEMO_CONFIG)
     cfg["image"] = str(REPO_DATA / "cameraman.png")
-    if fast:
-        cfg.update(yaml.safe_load((DEMO_CONFIG.parent / "demo_fast_overrides.yaml").read_text()))
-    return cfg
+    return deep_merge(cfg, fast_budget()) if fast else cfg
 
 
 def main(argv: list[str] | None = None) -> int:

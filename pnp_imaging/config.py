@@ -26,7 +26,8 @@ from typing import Any, Mapping
 import yaml
 
 __all__ = ["ConfigError", "DEFAULTS", "RunConfig", "PriorConfig", "SamplerConfig", "MapConfig", "EstimatesConfig",
-           "MismatchConfig", "load_config", "resolve_config", "apply_overrides", "parse_override"]
+           "MismatchConfig", "load_config", "resolve_config", "apply_overrides", "parse_override", "deep_merge",
+           "fast_budget"]
 
 
 class ConfigError(ValueError):
@@ -246,15 +247,9 @@ class RunConfig:
         out = dataclasses.asdict(self)
         out["sampler"] = self.sampler.to_dict()
         out["estimates"]["scales"] = list(self.estimates.scales)
-        return _plain(out)
+        from pnp_imaging._io import plain
 
-
-def _plain(obj):
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
+        return plain(out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,3 +443,19 @@ def apply_overrides(config: Mapping[str, Any], overrides: list[str]) -> dict:
             node = child
         node[parts[-1]] = value
     return out
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict:
+    """``over`` merged into a copy of ``base``, section by section (raw config dicts)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def fast_budget() -> dict:
+    """The ``--fast`` budget (``pnp_imaging/configs/fast_budget.yaml``): seconds of work, same pipeline."""
+    return load_config(Path(__file__).resolve().parent / "configs" / "fast_budget.yaml")

@@ -101,15 +101,17 @@ def read_image(path, *, channels: int | None = None) -> torch.Tensor:
     torch.Size([1, 1, 256, 256])
     """
     x = _read(path, channels, "path")
+    warn_outside_unit_range(x, f"path: {os.fspath(path)!r}", stacklevel=3)
+    return x
+
+
+def warn_outside_unit_range(x: torch.Tensor, what: str, *, stacklevel: int = 2) -> None:
+    """Warn (``UserWarning``) if ``x`` has values outside ``[0, 1]``; say how to rescale."""
     lo, hi = float(x.min()), float(x.max())
     if lo < 0.0 or hi > 1.0:
         warnings.warn(
-            f"path: {os.fspath(path)!r} has values in [{lo:.4g}, {hi:.4g}], outside [0, 1]; "
-            "rescale it, e.g. x / 255 for 8-bit data or (x - x.min()) / (x.max() - x.min())",
-            UserWarning,
-            stacklevel=2,
-        )
-    return x
+            f"{what} has values in [{lo:.4g}, {hi:.4g}], outside [0, 1]; rescale it, e.g. x / 255 for 8-bit data "
+            "or (x - x.min()) / (x.max() - x.min())", UserWarning, stacklevel=stacklevel + 1)
 
 
 def read_observation(path, *, channels: int | None = None) -> torch.Tensor:

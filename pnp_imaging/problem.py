@@ -8,7 +8,6 @@ lives here.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -32,14 +31,9 @@ def _check_finite(t: torch.Tensor, name: str) -> None:
 
 def check_image_range(x: torch.Tensor, name: str = "x_true") -> None:
     """Warn (``UserWarning``) if ``x`` is outside ``[0, 1]``; say how to rescale."""
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0.0 or hi > 1.0:
-        warnings.warn(
-            f"{name}: values in [{lo:.4g}, {hi:.4g}] are outside [0, 1]; rescale, e.g. "
-            "x = (x - x.min()) / (x.max() - x.min()), or x / 255 for 8-bit data",
-            UserWarning,
-            stacklevel=3,
-        )
+    from pnp_imaging.imageio import warn_outside_unit_range
+
+    warn_outside_unit_range(x, name, stacklevel=3)
 
 
 @dataclass(frozen=True, eq=False)

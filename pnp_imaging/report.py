@@ -258,77 +258,82 @@ pre{background:#f6f6f6;padding:.8em;font-size:.8em;overflow-x:auto}
 """
 
 
+def _header(s: dict) -> list[str]:
+    return [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>pnp_imaging report</title><style>{_CSS}</style></head><body>",
+        "<h1>pnp_imaging — posterior sampling report</h1>",
+        f"<p>Sampler <b>{_fmt(s.get('sampler'))}</b>, denoiser <b>{_fmt(s.get('denoiser'))}</b>, "
+        f"{_fmt(s.get('n_kept'))} kept samples × {_fmt(s.get('chains'))} chains, step size δ = {_fmt(s.get('step_size'))}, "
+        f"wall time {_fmt(s.get('wall_s'))} s.</p>",
+    ]
+
+
+def _verdict_section(s: dict) -> list[str]:
+    from pnp_imaging.diagnostics import MAX_RHAT, MIN_ESS
+
+    parts = ["<h2>Verdict</h2>"]
+    warnings = s.get("warnings") or []
+    if not warnings:
+        return parts + [f"<div class='ok'>No warning: every tracked quantity has ESS ≥ {MIN_ESS:g} and "
+                        f"R̂ ≤ {MAX_RHAT:g}, and the chains stayed in the image range.</div>"]
+    parts.append(
+        "<div class='warn'><b>Not converged or not trustworthy — treat the MMSE and the intervals as unreliable.</b> "
+        f"Smallest effective sample size {_fmt(s.get('ess_min'))} (want ≥ {MIN_ESS:g}), largest split-R̂ "
+        f"{_fmt(s.get('rhat_max'))} (want ≤ {MAX_RHAT:g}). Run longer chains (sampler.n_steps) or more chains "
+        "(sampler.chains); the warnings below name any other cause.</div>")
+    parts.append(f"<details open><summary>{len(warnings)} warnings</summary><ul>")
+    parts.extend(f"<li>{html.escape(w)}</li>" for w in warnings)
+    return parts + ["</ul></details>"]
+
+
+def _table(title: str, rows, header=("quantity", "value")) -> list[str]:
+    """An HTML table section: ``rows`` are tuples of already formatted cells."""
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = ["<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows]
+    return [f"<h2>{title}</h2><table><tr>{head}</tr>", *body, "</table>"] if body else []
+
+
+_METRICS = ("psnr_y", "psnr_map", "psnr_mmse", "ssim_map", "ssim_mmse", "coverage", "ess_min", "rhat_max", "mcse_mmse_max")
+_METADATA = ("seed", "versions", "timings", "started", "n_steps", "n_burnin", "thin", "map")
+
+
+def _figures_section(run_dir: Path) -> list[str]:
+    return [f"<figure>{_img_tag(run_dir / name, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+            for name, caption in FIGURES.items() if (run_dir / name).is_file()]
+
+
+def _metadata_section(s: dict, config_text: str) -> list[str]:
+    rows = []
+    if s.get("denoiser_card"):
+        link = html.escape(s["denoiser_card"])
+        rows.append(("denoiser model card", f"<a href='{link}'>{link}</a>"))
+    for key in (k for k in _METADATA if k in s):
+        value = json.dumps(s[key], default=str) if isinstance(s[key], dict) else s[key]
+        rows.append((key, _fmt(value)))
+    parts = ["<h2>Run metadata</h2><table>", *(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows), "</table>"]
+    if config_text:
+        parts.append(f"<h3>Resolved config</h3><pre>{html.escape(config_text)}</pre>")
+    return parts
+
+
 def render_report(run_dir: str | Path, *, regenerate_figures: bool = True) -> Path:
     """Write ``run_dir/report.html`` (self-contained) and return its path."""
+    from pnp_imaging._io import atomic_write_text
+
     run_dir = Path(run_dir)
     if regenerate_figures:
         write_figures(run_dir)
     res = load_results(run_dir)
     s = res["summary"]
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>pnp_imaging report</title><style>{_CSS}</style></head><body>"]
-    parts.append("<h1>pnp_imaging — posterior sampling report</h1>")
-    parts.append(
-        f"<p>Sampler <b>{_fmt(s.get('sampler'))}</b>, denoiser <b>{_fmt(s.get('denoiser'))}</b>, "
-        f"{_fmt(s.get('n_kept'))} kept samples × {_fmt(s.get('chains'))} chains, step size δ = {_fmt(s.get('step_size'))}, "
-        f"wall time {_fmt(s.get('wall_s'))} s.</p>"
-    )
-
-    parts.append("<h2>Verdict</h2>")
-    warnings = s.get("warnings") or []
-    if warnings:
-        ess, rhat = s.get("ess_min"), s.get("rhat_max")
-        parts.append(
-            "<div class='warn'><b>Not converged — treat the MMSE and the intervals as unreliable.</b> "
-            f"Smallest effective sample size {_fmt(ess)} (want ≥ 100), largest split-R̂ {_fmt(rhat)} "
-            "(want ≤ 1.01). Run longer chains (sampler.n_steps) or more chains (sampler.chains).</div>"
-        )
-        parts.append(f"<details><summary>{len(warnings)} detailed warnings</summary><ul>")
-        parts.extend(f"<li>{html.escape(w)}</li>" for w in warnings)
-        parts.append("</ul></details>")
-    else:
-        parts.append("<div class='ok'>No convergence warning: every tracked quantity has ESS ≥ 100 and R̂ ≤ 1.01.</div>")
-
-    metric_keys = [k for k in ("psnr_y", "psnr_map", "psnr_mmse", "ssim_map", "ssim_mmse", "coverage", "ess_min", "rhat_max", "mcse_mmse_max") if s.get(k) is not None]
-    if metric_keys:
-        parts.append("<h2>Figures of merit</h2><table><tr><th>quantity</th><th>value</th></tr>")
-        parts.extend(f"<tr><td>{k}</td><td>{_fmt(s[k])}</td></tr>" for k in metric_keys)
-        parts.append("</table>")
-
-    for name, caption in FIGURES.items():
-        path = run_dir / name
-        if path.is_file():
-            parts.append(f"<figure>{_img_tag(path, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>")
-
     diag = s.get("diagnostics") or {}
-    if diag:
-        parts.append("<h2>Convergence diagnostics</h2><table><tr><th>trace</th><th>bulk ESS</th><th>tail ESS</th><th>split-R̂</th><th>verdict</th></tr>")
-        for name, d in diag.items():
-            parts.append(
-                f"<tr><td>{html.escape(name)}</td><td>{_fmt(d.get('ess_bulk'))}</td><td>{_fmt(d.get('ess_tail'))}</td>"
-                f"<td>{_fmt(d.get('rhat'))}</td><td>{html.escape(d.get('verdict', ''))}</td></tr>"
-            )
-        parts.append("</table>")
-
-    mm = s.get("mismatch")
-    if mm:
-        parts.append("<h2>Model mismatch</h2><table><tr><th>quantity</th><th>value</th></tr>")
-        parts.extend(f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(v)}</td></tr>" for k, v in mm.items())
-        parts.append("</table>")
-
-    parts.append("<h2>Run metadata</h2><table>")
-    if s.get("denoiser_card"):
-        link = html.escape(s["denoiser_card"])
-        parts.append(f"<tr><td>denoiser model card</td><td><a href='{link}'>{link}</a></td></tr>")
-    for key in ("seed", "versions", "timings", "started", "n_steps", "n_burnin", "thin", "map"):
-        if key in s:
-            parts.append(f"<tr><td>{key}</td><td>{_fmt(json.dumps(s[key], default=str) if isinstance(s[key], dict) else s[key])}</td></tr>")
-    parts.append("</table>")
-    if res["config_text"]:
-        parts.append(f"<h3>Resolved config</h3><pre>{html.escape(res['config_text'])}</pre>")
-    parts.append("</body></html>")
-    out = run_dir / "report.html"
-    tmp = run_dir / "report.html.tmp"
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(out)
-    return out
+    parts = _header(s) + _verdict_section(s)
+    parts += _table("Figures of merit", [(k, _fmt(s[k])) for k in _METRICS if s.get(k) is not None])
+    parts += _figures_section(run_dir)
+    parts += _table("Convergence diagnostics",
+                    [(html.escape(n), _fmt(d.get("ess_bulk")), _fmt(d.get("ess_tail")), _fmt(d.get("rhat")),
+                      html.escape(d.get("verdict", ""))) for n, d in diag.items()],
+                    header=("trace", "bulk ESS", "tail ESS", "split-R̂", "verdict"))
+    parts += _table("Model mismatch", [(html.escape(str(k)), _fmt(v)) for k, v in (s.get("mismatch") or {}).items()])
+    parts += _metadata_section(s, res["config_text"]) + ["</body></html>"]
+    return atomic_write_text(run_dir / "report.html", "\n".join(parts))
 

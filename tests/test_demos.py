@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pnp_imaging.config import fast_budget
+
 DEMOS = sorted((Path(__file__).resolve().parent.parent / "demos").glob("demo_*.py"))
 
 
@@ -25,6 +27,18 @@ def test_demo_runs_fast(script, tmp_path):
     summary = module.main(["--fast", "--quiet", "--out", str(out)])
     assert (out / "report.html").is_file()
     saved = json.loads((out / "summary.json").read_text())
-    assert saved["n_kept"] == summary["n_kept"] == 4
+    budget = fast_budget()["sampler"]
+    assert saved["n_kept"] == summary["n_kept"] == budget["n_steps"] - budget["n_burnin"]
     if "mismatch" in script.stem:
         assert saved["mismatch"], "mismatch section missing"
+
+
+@pytest.mark.parametrize("config", sorted((DEMOS[0].parent / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_configs_resolve_from_any_working_directory(config, tmp_path, monkeypatch):
+    """Relative paths in a config are resolved against the config file's folder, so
+    ``pnp-imaging run demos/configs/X.yaml`` works from the repository root (and anywhere else)."""
+    from pnp_imaging.config import resolve_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = resolve_config(config)
+    assert Path(cfg.image).is_file()

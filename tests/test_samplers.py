@@ -1,6 +1,6 @@
 """Samplers against exact answers, with MCSE tolerances (blackjax ``mcse_test`` style).
 
-Exact targets (reference §7):
+Exact targets (docs/algorithms.md §exact-checks, §skrock-variance):
 
 * Gaussian prior N(m0, s² I), A = I, noise σ, exact Gaussian denoiser at variance ε: PnP-ULA
   targets the ε-smoothed posterior, precision ``h = 1/σ² + α/(s² + ε)``, mean
@@ -182,7 +182,7 @@ def test_score_prior_uses_variance_and_lipschitz():
 
 
 def test_auto_step_rules_worked_values():
-    """σ = 1/255, ε = (5/255)², α = 1, L = 1, A = I: L_y = 65025, αL/ε = 2601 (reference §2.2)."""
+    """σ = 1/255, ε = (5/255)², α = 1, L = 1, A = I: L_y = 65025, αL/ε = 2601 (docs/algorithms.md §pnp-ula-step)."""
     y = torch.full((1, 1, 8, 8), 0.5)
     problem = Problem(operator=Identity(), noise=GaussianNoise(1 / 255), y=y)
     prior = ScorePrior(GaussianDenoiser.isotropic(0.5, 0.1, (1, 8, 8)), (5 / 255) ** 2, 1.0, lipschitz=1.0)
@@ -191,7 +191,7 @@ def test_auto_step_rules_worked_values():
     assert p.lam == pytest.approx(0.99 / (2 * 2601 + 4 * 65025), rel=1e-6)
     assert p.lam == pytest.approx(3.7316e-6, rel=1e-4)
     assert p.step_size == pytest.approx(9.8329e-7, rel=1e-4)
-    assert "C2" in p.rule and p.clip == (-1.0, 2.0)
+    assert "§pnp-ula-step" in p.rule and p.clip == (-1.0, 2.0)
     pp = ula.make_params(problem, prior, projected=True)
     assert pp.step_size == pytest.approx(1.4639e-5, rel=1e-4) and pp.lam is None
     ps = skrock.make_params(problem, prior)
@@ -199,7 +199,7 @@ def test_auto_step_rules_worked_values():
     assert skrock.stability_length(10, 0.05) == pytest.approx(172.98, abs=0.01)
     assert ps.lipschitz == pytest.approx(65025 + 2601 + 1 / p.lam, rel=1e-6)
     assert ps.step_size == pytest.approx(5.1028e-4, rel=1e-4)
-    assert ula.make_params(problem, prior, step_size=1e-7).rule.startswith("C2")  # λ still auto
+    assert ula.make_params(problem, prior, step_size=1e-7).rule.startswith("tutorial rule")  # λ still auto
     assert ula.make_params(problem, prior, step_size=1e-7, lam=1e-6).rule == "manual"
     with pytest.raises(ValueError, match="step_size"):
         ula.make_params(problem, prior, step_size="big")
@@ -231,7 +231,7 @@ def test_ula_gaussian_exact_stationary_law(projected):
 
 
 def test_ula_auto_step_posterior_and_coverage():
-    """Auto (C2) step, truths drawn from the (smoothed) prior: per-pixel means within MCSE of the
+    """Auto (tutorial-rule) step, truths drawn from the (smoothed) prior: per-pixel means within MCSE of the
     closed form, and the P² 90 % marginal intervals cover the truths at rate 0.87-0.93."""
     gs = Gaussian(hw=32, truth_from_prior=True, seed=3)
     params = ula.make_params(gs.problem, gs.prior)
@@ -276,7 +276,7 @@ def test_ula_linear_gaussian_blur_model_per_fourier_mode():
     """Circular Gaussian blur + stationary Gaussian prior (both diagonal in Fourier): the exact
     posterior mean (CG on drift(x) = 0) and, per Fourier mode k with blur response a_k and prior
     spectrum P_k, ULA's stationary variance 2/(h_k(2 − δh_k)), h_k = |a_k|²/σ² + α/(P_k + ε).
-    Auto (C2) step; the O(δ) bias vs the posterior (1/h_k) is detected on the stiff modes."""
+    Auto (tutorial-rule) step; the O(δ) bias vs the posterior (1/h_k) is detected on the stiff modes."""
     from operators.blur import Blur
     from operators.kernels import gaussian_kernel
 

@@ -52,7 +52,7 @@ import torch
 
 from pnp_imaging._checks import check_count, check_positive
 from pnp_imaging.samplers import ula
-from pnp_imaging.samplers.box import apply_box, initial_position
+from pnp_imaging.samplers.box import apply_box, check_box_params, initial_position
 from pnp_imaging.samplers.kernel import Kernel, SamplerSpec, register
 
 __all__ = [
@@ -130,30 +130,13 @@ class SKROCKParams:
     rule: str = "manual"
 
     def __post_init__(self):
-        d = float(self.step_size)
-        if not (math.isfinite(d) and d > 0):
-            raise ValueError(f"step_size: must be a finite δ > 0, got {self.step_size}; or use step_size='auto'")
-        object.__setattr__(self, "step_size", d)
+        check_box_params(self, "SK-ROCK")
         check_count("n_stages", self.n_stages, 2)
         object.__setattr__(self, "n_stages", int(self.n_stages))
         eta = float(self.eta)
         if not (math.isfinite(eta) and eta > 0):
             raise ValueError(f"eta: damping must be > 0 (0.05 is standard), got {self.eta}")
         object.__setattr__(self, "eta", eta)
-        if self.clip is not None:
-            lo, hi = (float(c) for c in self.clip)
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise ValueError(f"clip: must be (lo, hi) with lo < hi, got {self.clip}")
-            object.__setattr__(self, "clip", (lo, hi))
-        elif self.projected:
-            raise ValueError("clip: projected SK-ROCK needs a box C; pass clip=(lo, hi) or projected=False")
-        if self.lam is not None:
-            lam = float(self.lam)
-            if not (math.isfinite(lam) and lam > 0):
-                raise ValueError(f"lam: must be a finite λ > 0, got {self.lam}")
-            object.__setattr__(self, "lam", lam)
-        elif self.clip is not None and not self.projected:
-            raise ValueError("lam: the soft tail term needs λ; pass lam=... or use make_params(lam='auto')")
 
 
 def make_params(
@@ -171,28 +154,16 @@ def make_params(
     """Build :class:`SKROCKParams`; ``"auto"``: ``λ = 0.99/(2αL/ε + 4L_y)``, ``δ = p ℓ_s / L``
     with ``L = L_y + αL/ε [+ 1/λ]`` and ``p = fraction`` (module docstring)."""
     n_stages = check_count("n_stages", n_stages, 2)
-    fraction = float(fraction)
-    if not (0 < fraction <= 1):
-        raise ValueError(f"fraction: p must be in (0, 1], got {fraction}")
-    for name, v in (("step_size", step_size), ("lam", lam)):
-        if isinstance(v, str) and v != "auto":
-            raise ValueError(f"{name}: must be a float or 'auto', got {v!r}")
+    fraction = ula._check_rule_inputs(fraction, step_size, lam)
     soft_tail = clip is not None and not projected
-    lam_value = None
-    parts = []
-    if soft_tail:
-        if lam == "auto":
-            lam_value = 0.99 / (2.0 * prior.lipschitz + 4.0 * float(problem.data_lipschitz))
-            parts.append("lam=0.99/(2*alpha*L/eps + 4*L_y)")
-        else:
-            lam_value = float(lam)
+    lam_value, parts = ula.tail_lambda(problem, prior, lam, soft_tail=soft_tail, fraction=0.99)
     lip = None
     if step_size == "auto":
         lp, ly = prior.lipschitz, float(problem.data_lipschitz)
         lip = lp + ly + (1.0 / lam_value if soft_tail else 0.0)
         step_size = fraction * stability_length(n_stages, float(eta)) / lip
         parts.append(f"delta={fraction}*l_s/L, l_s={stability_length(n_stages, float(eta)):.6g}, L={lip:.6g}")
-    rule = "manual" if not parts else "reference §5.3: " + ", ".join(parts)
+    rule = "manual" if not parts else "docs/algorithms.md §skrock-step: " + ", ".join(parts)
     return SKROCKParams(
         step_size=float(step_size), n_stages=n_stages, eta=float(eta), lam=lam_value,
         clip=clip, projected=projected, lipschitz=lip, rule=rule,

@@ -41,11 +41,11 @@ from typing import NamedTuple
 import torch
 
 from pnp_imaging._checks import check_bool, check_box, check_positive, check_step_size
-from pnp_imaging.samplers.box import apply_box, initial_position
+from pnp_imaging.samplers.box import apply_box, check_box_params, initial_position
 from pnp_imaging.samplers.kernel import Kernel, SamplerSpec, register
 
 __all__ = ["ULAOptions", "ULAParams", "ULAState", "ULAInfo", "make_params", "init", "step", "kernel", "build", "drift",
-           "auto_rule"]
+           "auto_rule", "tail_lambda"]
 
 _FRACTION = 0.99
 
@@ -65,15 +65,6 @@ class ULAInfo(NamedTuple):
     out_of_box: torch.Tensor
 
 
-def _check_clip(clip):
-    if clip is None:
-        return None
-    lo, hi = (float(c) for c in clip)
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"clip: must be (lo, hi) with lo < hi, got {clip}; e.g. clip=(-1.0, 2.0)")
-    return (lo, hi)
-
-
 @dataclass(frozen=True)
 class ULAParams:
     """Parameters of (P)PnP-ULA.
@@ -91,20 +82,7 @@ class ULAParams:
     rule: str = "manual"
 
     def __post_init__(self):
-        d = float(self.step_size)
-        if not (math.isfinite(d) and d > 0):
-            raise ValueError(f"step_size: must be a finite δ > 0, got {self.step_size}; or use step_size='auto'")
-        object.__setattr__(self, "step_size", d)
-        object.__setattr__(self, "clip", _check_clip(self.clip))
-        if self.projected and self.clip is None:
-            raise ValueError("clip: projected PnP-ULA needs a box C; pass clip=(lo, hi) or projected=False")
-        if self.lam is not None:
-            lam = float(self.lam)
-            if not (math.isfinite(lam) and lam > 0):
-                raise ValueError(f"lam: must be a finite λ > 0, got {self.lam}")
-            object.__setattr__(self, "lam", lam)
-        elif self.clip is not None and not self.projected:
-            raise ValueError("lam: the soft variant with a box C needs λ; pass lam=... or lam='auto' via make_params")
+        check_box_params(self, "PnP-ULA")
 
 
 def auto_rule(
@@ -139,24 +117,11 @@ def make_params(
     >>> f"{delta:.4e} {lam:.4e} {auto_rule(2601.0, 65025.0, projected=True)[0]:.4e}"
     '9.8329e-07 3.7316e-06 1.4639e-05'
     """
-    clip = _check_clip(clip)
-    fraction = float(fraction)
-    if not (0 < fraction <= 1):
-        raise ValueError(f"fraction: must be in (0, 1], got {fraction}")
-    for name, v in (("step_size", step_size), ("lam", lam)):
-        if isinstance(v, str) and v != "auto":
-            raise ValueError(f"{name}: must be a float or 'auto', got {v!r}")
+    fraction = _check_rule_inputs(fraction, step_size, lam)
     soft_tail = clip is not None and not projected
-    lam_value = None
-    parts = []
-    if soft_tail:
-        if lam == "auto":
-            lam_value = fraction / (2.0 * prior.lipschitz + 4.0 * float(problem.data_lipschitz))
-            parts.append(f"lam={fraction}/(2*alpha*L/eps + 4*L_y)")
-        else:
-            lam_value = float(lam)
+    lam_value, parts = tail_lambda(problem, prior, lam, soft_tail=soft_tail, fraction=fraction)
+    lp, ly = prior.lipschitz if step_size == "auto" else None, float(problem.data_lipschitz)
     if step_size == "auto":
-        lp, ly = prior.lipschitz, float(problem.data_lipschitz)
         if projected:
             step_size = fraction / (lp + ly)
             parts.append(f"delta={fraction}/(alpha*L/eps + L_y)")
@@ -166,12 +131,31 @@ def make_params(
         else:
             step_size = fraction / 3.0 / (lp + ly)
             parts.append(f"delta={fraction}/3/(alpha*L/eps + L_y) (no tail term)")
-    if parts:
-        lp, ly = prior.lipschitz, float(problem.data_lipschitz)
-        rule = f"C2 rule (reference §2.2): {', '.join(parts)} with alpha*L/eps={lp:.6g}, L_y={ly:.6g}"
-    else:
-        rule = "manual"
+    rule = "manual" if not parts else (f"tutorial rule (docs/algorithms.md §pnp-ula-step): {', '.join(parts)} with "
+                                       f"alpha*L/eps={prior.lipschitz:.6g}, L_y={ly:.6g}")
     return ULAParams(step_size=float(step_size), lam=lam_value, clip=clip, projected=projected, rule=rule)
+
+
+def _check_rule_inputs(fraction, step_size, lam) -> float:
+    fraction = float(fraction)
+    if not (0 < fraction <= 1):
+        raise ValueError(f"fraction: must be in (0, 1], got {fraction}")
+    for name, v in (("step_size", step_size), ("lam", lam)):
+        if isinstance(v, str) and v != "auto":
+            raise ValueError(f"{name}: must be a float or 'auto', got {v!r}")
+    return fraction
+
+
+def tail_lambda(problem, prior, lam: float | str, *, soft_tail: bool, fraction: float = _FRACTION):
+    """λ of the soft tail term: ``fraction / (2αL/ε + 4 L_y)`` for ``lam="auto"`` (the PnP-ULA
+    tutorial rule, ``docs/algorithms.md §pnp-ula-step``; SK-ROCK reuses it), ``float(lam)``
+    otherwise, None without a soft tail. Returns ``(λ, [rule description])``."""
+    if not soft_tail:
+        return None, []
+    if lam != "auto":
+        return float(lam), []
+    value = fraction / (2.0 * prior.lipschitz + 4.0 * float(problem.data_lipschitz))
+    return value, [f"lam={fraction}/(2*alpha*L/eps + 4*L_y)"]
 
 
 def drift(x: torch.Tensor, problem, prior, params: ULAParams) -> torch.Tensor:
