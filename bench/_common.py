@@ -1,17 +1,20 @@
-"""Shared helpers of the benchmarks: CLI, machine info, denoiser loading with fallback,
-problems (ours and deepinv's twin), interleaved timing, JSON output.
+"""Shared helpers of the benchmarks: CLI, machine info, provenance (git state and weights),
+denoiser loading with fallback, problems (ours and deepinv's twin), interleaved timing, JSON output.
 
 Every benchmark writes ``<out>/<name>.json`` with at least these keys::
 
-    benchmark, status, created_utc, machine, torch_threads, config, denoiser, raw, ratios, notes
+    benchmark, status, mode, created_utc, command, machine, provenance, torch_threads, config,
+    denoiser, raw, ratios, notes
 
+``provenance`` (:func:`provenance`) records the git commit, whether the tree was clean
+(``git status --porcelain`` empty) and the sha256 of every weights file the run used, so that
+``python -m bench.stale`` can tell a result produced with other weights than the shipped ones.
 ``ratios`` are quotients of quantities measured **in the same run** (the project rule); raw
 seconds are kept for inspection only and are not comparable across machines or runs.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -30,9 +33,10 @@ SIGMA_Y = 1.0 / 255.0
 EPS = (5.0 / 255.0) ** 2  # denoiser noise VARIANCE (PnP-ULA epsilon), the project default
 
 __all__ = [
-    "ROOT", "RESULTS_DIR", "SIGMA_Y", "EPS", "base_parser", "setup", "machine_info", "load_denoiser",
-    "resolve_lipschitz", "load_image", "blur_problem", "inpainting_problem", "deepinv_physics",
-    "operator_mismatch", "psnr", "interleaved", "median", "write_result", "Stopwatch", "log",
+    "ROOT", "RESULTS_DIR", "SIGMA_Y", "EPS", "base_parser", "add_int_options", "apply_overrides", "start", "setup",
+    "machine_info", "git_state", "zoo_weights", "file_weights", "provenance", "default_denoiser", "load_denoiser",
+    "resolve_lipschitz", "score_prior", "load_image", "blur_problem", "inpainting_problem", "deepinv_physics",
+    "operator_mismatch", "interleaved", "median", "write_result", "write_json", "Stopwatch", "log",
 ]
 
 
@@ -49,7 +53,8 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     ap.add_argument("--smoke", action="store_true",
                     help="tiniest settings, for tests only: checks the plumbing, numbers are meaningless")
     ap.add_argument("--out", default=str(RESULTS_DIR), help="output folder (default bench/results)")
-    ap.add_argument("--denoiser", default="drunet_gray", help="zoo denoiser name (default drunet_gray)")
+    ap.add_argument("--denoiser", default=default_denoiser(),
+                    help="zoo denoiser name (default: the library's gray prior, denoisers_zoo.default_prior(1))")
     ap.add_argument("--fallback", choices=("auto", "checkpoint", "untrained", "error"), default="auto",
                     help="if the zoo weights are missing: 'auto' = in-progress training checkpoint "
                          "training_scratch/<name>/ckpt.pt if present, else an untrained network of the "
@@ -65,6 +70,44 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--image", default=str(ROOT / "data" / "cameraman.png"))
     return ap
+
+
+def default_denoiser() -> str:
+    """The library's default prior for gray images (``denoisers_zoo.default_prior(1)``; its name
+    even when its weights are missing, so that the fallback of :func:`load_denoiser` applies)."""
+    import denoisers_zoo
+
+    try:
+        return denoisers_zoo.default_prior(1)
+    except ValueError:
+        return denoisers_zoo.SAMPLING_PRIORS[1]
+
+
+def add_int_options(ap: argparse.ArgumentParser, helps: dict[str, str | None]) -> None:
+    """``--a-b`` integer options (default None: the mode's setting) for ``{"a_b": help}``."""
+    for key, text in helps.items():
+        ap.add_argument("--" + key.replace("_", "-"), dest=key, type=int, default=None, help=text)
+
+
+def apply_overrides(settings: dict, args) -> dict:
+    """Replace each setting by the CLI value of the same name when one was given; ``--full-image``
+    clears ``crop``."""
+    for key in list(settings):
+        value = getattr(args, key, None)
+        if value is not None:
+            settings[key] = value
+    if getattr(args, "full_image", False):
+        settings["crop"] = None
+    return settings
+
+
+def start(parser: argparse.ArgumentParser, argv: list[str] | None, settings: Callable | None = None):
+    """Parse ``argv`` (kept as ``args.argv`` for the result's command line), :func:`setup`, read
+    the machine; returns ``(args, machine_info(), settings(args))``."""
+    args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else None
+    setup(args)
+    return args, machine_info(), (settings(args) if settings is not None else None)
 
 
 _MALLOC_KEPT = None
@@ -95,15 +138,6 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _git() -> dict:
-    def run(*a):
-        try:
-            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except Exception:  # noqa: BLE001
-            return None
-    return {"commit": run("rev-parse", "HEAD"), "dirty": bool(run("status", "--porcelain", "--untracked-files=no"))}
-
-
 def machine_info() -> dict:
     import deepinv
 
@@ -111,20 +145,11 @@ def machine_info() -> dict:
         load = list(os.getloadavg())
     except OSError:
         load = None
-    mem = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal"):
-                    mem = int(line.split()[1]) * 1024
-                    break
-    except OSError:
-        pass
     return {
         "cpu": _cpu_model(),
         "logical_cpus": os.cpu_count(),
         "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "mem_total_bytes": mem,
+        "mem_total_bytes": _mem_total(),
         "loadavg_1_5_15": load,
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -132,8 +157,69 @@ def machine_info() -> dict:
         "deepinv": deepinv.__version__,
         "numpy": np.__version__,
         "malloc_keep_freed_memory": _MALLOC_KEPT,
-        "git": _git(),
     }
+
+
+def _mem_total() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# provenance: git state and weights files
+# --------------------------------------------------------------------------------------------
+def _git(*args: str) -> str | None:
+    try:
+        p = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def git_state() -> dict:
+    """``commit`` (HEAD), ``clean`` (``git status --porcelain`` empty; None without git) and the
+    first 40 ``changes`` (porcelain lines) when it is not."""
+    status = _git("status", "--porcelain")
+    changes = status.splitlines() if status else []
+    return {"commit": _git("rev-parse", "HEAD"), "clean": None if status is None else not changes,
+            "n_changes": len(changes), "changes": changes[:40]}
+
+
+def _relative(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def file_weights(model: str, path, source: str) -> dict:
+    """Weights record of a file hashed here (``path`` None: a network without weights file)."""
+    if path is None:
+        return {"model": model, "file": None, "sha256": None, "source": source}
+    from denoisers_zoo.train import sha256_file
+
+    return {"model": model, "file": _relative(path), "sha256": sha256_file(path), "source": source}
+
+
+def zoo_weights(name: str) -> dict:
+    """Weights record of the zoo model ``name``: its file and sha256 from the manifest
+    (``denoisers_zoo.load`` refuses a file whose sha256 differs from it)."""
+    import denoisers_zoo
+
+    manifest = Path(os.environ.get("DENOISERS_ZOO_MANIFEST") or denoisers_zoo.MANIFEST_PATH)  # as zoo.load
+    entry = denoisers_zoo.read_manifest(manifest)["models"][name]
+    return {"model": name, "file": _relative(manifest.parent / entry["file"]), "sha256": entry["sha256"],
+            "source": "zoo manifest (checked by denoisers_zoo.load)"}
+
+
+def provenance(weights: list[dict]) -> dict:
+    """What a result was computed from: the git state (:func:`git_state`) and one record per
+    weights file used (:func:`zoo_weights`, :func:`file_weights`)."""
+    return {"git": git_state(), "weights": list(weights)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,26 +243,35 @@ def load_denoiser(name: str, fallback: str = "auto", device: str = "cpu"):
 def _load_denoiser(name: str, fallback: str = "auto"):
     import denoisers_zoo
 
-    info: dict[str, Any] = {"requested": name}
     try:
         den = denoisers_zoo.load(name)
-        entry = denoisers_zoo.read_manifest()["models"].get(name, {})
-        train = entry.get("train") or {}
-        unfinished = "unfinished" in str(train.get("stopped_by", "")) or (
-            train.get("steps_done") is not None and train.get("steps_planned") is not None
-            and train["steps_done"] < train["steps_planned"] and train.get("stopped_by") != "max_wall_minutes")
-        info.update(source="zoo", trained="partial" if unfinished else True, name=getattr(den, "name", name),
-                    lipschitz_card=getattr(den, "lipschitz", None), train=train)
-        if unfinished:
-            info["message"] = (f"zoo model {name!r} is a snapshot of an unfinished training ({train.get('steps_done')}/"
-                               f"{train.get('steps_planned')} steps): TIMINGS are representative, PSNR/MMSE numbers "
-                               "are provisional")
-            log("WARNING: " + info["message"])
-        return den.eval(), info
     except (ValueError, FileNotFoundError) as e:
-        err = str(e)
-    if fallback == "error":
-        raise SystemExit(f"--denoiser {name}: {err}")
+        if fallback == "error":
+            raise SystemExit(f"--denoiser {name}: {e}") from None
+        return _fallback_denoiser(name, fallback, str(e))
+    return den.eval(), _zoo_info(name, den)
+
+
+def _zoo_info(name: str, den) -> dict:
+    """Info of a zoo model: trained or a snapshot of an unfinished training (announced)."""
+    import denoisers_zoo
+
+    train = denoisers_zoo.read_manifest()["models"].get(name, {}).get("train") or {}
+    done, planned = train.get("steps_done"), train.get("steps_planned")
+    unfinished = "unfinished" in str(train.get("stopped_by", "")) or (
+        done is not None and planned is not None and done < planned and train.get("stopped_by") != "max_wall_minutes")
+    info: dict[str, Any] = {"requested": name, "source": "zoo", "trained": "partial" if unfinished else True,
+                            "name": getattr(den, "name", name), "lipschitz_card": getattr(den, "lipschitz", None),
+                            "train": train, "weights": zoo_weights(name)}
+    if unfinished:
+        info["message"] = (f"zoo model {name!r} is a snapshot of an unfinished training ({done}/{planned} steps): "
+                           "TIMINGS are representative, PSNR/MMSE numbers are provisional")
+        log("WARNING: " + info["message"])
+    return info
+
+
+def _fallback_denoiser(name: str, fallback: str, err: str):
+    """The recipe's architecture with the training checkpoint's weights, or untrained (seeded)."""
     import yaml
 
     from denoisers_zoo.nets import NetDenoiser, build_net
@@ -188,17 +283,20 @@ def _load_denoiser(name: str, fallback: str = "auto"):
     with torch.random.fork_rng():
         torch.manual_seed(0)  # deterministic untrained weights
         net = build_net(r["arch"])
+    info: dict[str, Any] = {"requested": name}
     ck = ROOT / "training_scratch" / name / "ckpt.pt"
     if fallback in ("auto", "checkpoint") and ck.is_file():
         state = torch.load(ck, map_location="cpu", weights_only=True)
         net.load_state_dict(state["model"])
         info.update(source="training_checkpoint", trained="partial", checkpoint=str(ck),
-                    checkpoint_step=int(state["step"]), steps_planned=int(r["steps"]))
+                    checkpoint_step=int(state["step"]), steps_planned=int(r["steps"]),
+                    weights=file_weights(name, ck, "training checkpoint (hashed)"))
         tag = f"ckpt@{int(state['step'])}"
     elif fallback == "checkpoint":
         raise SystemExit(f"--denoiser {name}: {err}; and no training checkpoint {ck}")
     else:
-        info.update(source="untrained", trained=False)
+        info.update(source="untrained", trained=False,
+                    weights=file_weights(name, None, "untrained network, seed 0 (no weights file)"))
         tag = "untrained"
     net.eval()
     for p in net.parameters():
@@ -219,7 +317,7 @@ def resolve_lipschitz(arg: str, denoiser, x: torch.Tensor, sigma: float, *, seed
 
     ``'card'``: the denoiser's model-card value, else measured; ``'measure'``: power iteration on
     the Jacobian of ``x - D(x)`` at one noisy image (a ``crop``×``crop`` centre crop of ``x``;
-    a lower bound of the global constant), floored at 1 (reference pitfall 6)."""
+    a lower bound of the global constant), floored at 1 (``docs/algorithms.md §residual-lipschitz``)."""
     if arg not in ("card", "measure"):
         return float(arg), {"value": float(arg), "source": "given"}
     card = getattr(denoiser, "lipschitz", None)
@@ -237,6 +335,16 @@ def resolve_lipschitz(arg: str, denoiser, x: torch.Tensor, sigma: float, *, seed
     val = max(est, 1.0)
     return val, {"value": val, "measured": est, "source": "measured",
                  "how": f"power iteration ({n_iter} it.) on J(x - D(x)) at one noisy {c}x{c} crop, floored at 1"}
+
+
+def score_prior(args, den, x: torch.Tensor, *, network=None):
+    """``(prior, lipschitz_info)``: ``ScorePrior`` at ε = ``EPS``, α = 1, with ``L`` from
+    ``--lipschitz`` (:func:`resolve_lipschitz` on ``den``); ``network``: what the prior calls
+    (default ``den``; e.g. a timing wrapper around it)."""
+    from pnp_imaging.priors import ScorePrior
+
+    lip, info = resolve_lipschitz(args.lipschitz, den, x, math.sqrt(EPS), seed=args.seed)
+    return ScorePrior(den if network is None else network, eps=EPS, lipschitz=lip), info
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,12 +409,6 @@ def operator_mismatch(problem, physics, *, seed: int = 0) -> float:
     a = float((problem.operator.A(x) - physics.A(x)).abs().max())
     b = float((problem.operator.A_adjoint(x) - physics.A_adjoint(x)).abs().max())
     return max(a, b)
-
-
-def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
-    """PSNR in dB, peak 1, ``x`` clamped to [0, 1] (as ``pnp_imaging.api.psnr``)."""
-    mse = float(torch.mean((x.detach().double().clamp(0, 1) - ref.detach().double()) ** 2))
-    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,24 +479,37 @@ def _clean(obj):
     return obj
 
 
+def write_json(path, doc: dict) -> Path:
+    """``doc`` made JSON-safe (:func:`_clean`) and written atomically (``pnp_imaging._io``)."""
+    from pnp_imaging._io import atomic_write_json
+
+    path = atomic_write_json(path, _clean(doc))
+    log(f"wrote {path}")
+    return path
+
+
 def write_result(name: str, args, *, config: dict, denoiser: dict | None, raw: dict, ratios: dict,
-                 notes: str, status: str = "ok", extra: dict | None = None, machine_start: dict | None = None) -> Path:
-    """Write ``<args.out>/<name>.json`` atomically and return its path."""
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+                 notes: str, status: str = "ok", extra: dict | None = None, machine_start: dict | None = None,
+                 weights: list[dict] | None = None, module: str | None = None) -> Path:
+    """Write ``<args.out>/<name>.json`` atomically and return its path. ``weights``: the weights
+    files used (default: the one of ``denoiser``, as :func:`load_denoiser` recorded it);
+    ``module``: the benchmark's module when it is not ``bench.<name>``."""
     mode = "smoke" if getattr(args, "smoke", False) else ("quick" if getattr(args, "quick", False) else "full")
     machine = machine_start or machine_info()
     try:
         machine["loadavg_at_end"] = list(os.getloadavg())
     except OSError:
         pass
+    if weights is None:
+        weights = [denoiser["weights"]] if denoiser and denoiser.get("weights") else []
     doc = {
         "benchmark": name,
         "status": status,
         "mode": mode,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": " ".join(["python -m bench." + name, *map(str, getattr(args, "argv", None) or [])]),
+        "command": " ".join([f"python -m {module or 'bench.' + name}", *map(str, getattr(args, "argv", None) or [])]),
         "machine": machine,
+        "provenance": provenance(weights),
         "torch_threads": torch.get_num_threads(),
         "config": config,
         "denoiser": denoiser,
@@ -404,9 +519,4 @@ def write_result(name: str, args, *, config: dict, denoiser: dict | None, raw: d
     }
     if extra:
         doc.update(extra)
-    path = out / f"{name}.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_clean(doc), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-    log(f"wrote {path}")
-    return path
+    return write_json(Path(args.out) / f"{name}.json", doc)

@@ -7,7 +7,7 @@ For every model (default: all trained zoo models) and every sigma in {15, 25, 50
 denoised by the model and by BM3D (CBM3D for colour). Gray models use the held-out cameraman
 (``data/cameraman.png`` or ``skimage.data.camera()``) and the gray version of a held-out astronaut
 crop (a second picture, so that nothing is tuned to one image); colour models the astronaut crop.
-Writes ``bench/results/denoisers.json``.
+Writes ``bench/results/denoisers.json`` (with the sha256 of every weights file evaluated).
 
 Quality bar (issue 4): gray noise-conditional model >= BM3D + 0.3 dB at each of sigma = 15, 25,
 50 /255 at >= 30x BM3D's speed (same machine, same thread count, same run). The JSON states
@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 
-from bench._common import base_parser, log, machine_info, setup, write_result
+from bench._common import base_parser, log, machine_info, setup, write_result, zoo_weights
 
 TARGET_GAIN_DB = 0.3
 TARGET_SPEED = 30.0
@@ -41,11 +41,14 @@ def main(argv: list[str] | None = None) -> int:
             os.sched_setaffinity(0, previous)
 
 
-def _main(argv: list[str] | None) -> int:
-    import denoisers_zoo as zoo
-    from denoisers_zoo.evaluate import eval_images, psnr_rows
-    from denoisers_zoo.nets import count_parameters
+NOTES = ("PSNR in dB on outputs clamped to [0,1]; one seeded noise realisation per sigma shared by model and BM3D; "
+         "times are medians of 3 model calls and one BM3D call on the same image; torch threads as in "
+         "torch_threads, BM3D's library uses its own threads: with config.cpu_affinity set both ran on "
+         "those cores only (the fair comparison). "
+         "Fixed-sigma models (e.g. lipdncnn_gray_s5) are evaluated at their sigma only and are outside the quality bar.")
 
+
+def _parser():
     ap = base_parser("python -m bench.bench_denoisers", __doc__.splitlines()[0])
     ap.add_argument("--models", default=None, help="comma-separated zoo names (default: all trained models)")
     ap.add_argument("--cores", type=int, default=None,
@@ -53,7 +56,60 @@ def _main(argv: list[str] | None) -> int:
                          "get the same cores: the bm3d package's library starts its own threads whatever torch's "
                          "thread count (measured: CPU time 1.3-1.4x wall time on 2 cores), so --threads alone "
                          "favours BM3D")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _crop(im, crop: int | None, name: str):
+    if crop is None:
+        return im, name
+    h, w = im.shape[-2:]
+    r0, c0 = (h - crop) // 2, (w - crop) // 2
+    return im[..., r0 : r0 + crop, c0 : c0 + crop].contiguous(), f"{name}_center{crop}"
+
+
+def _evaluate(den, name: str, args, crop: int | None, bm3d) -> dict:
+    """``{image: rows}``: model vs BM3D on each held-out image at each of its sigmas."""
+    from denoisers_zoo.evaluate import eval_images, psnr_rows
+
+    sig = _sigmas(den)[:1] if args.smoke else _sigmas(den)
+    per_image = {}
+    for img_name, im in eval_images(den.channels).items():
+        im, img_name = _crop(im, crop, img_name)
+        log(f"{name} on {img_name} {tuple(im.shape)} at sigma {sig}/255")
+        per_image[img_name] = psnr_rows(den, im, sig, seed=args.seed, baseline=bm3d, n_time=3)
+    for r in (r for v in per_image.values() for r in v):
+        log(f"  sigma {r['sigma_255']:g}: noisy {r['psnr_noisy']:.2f}  {name} {r['psnr_model']:.2f}  "
+            f"BM3D {r['psnr_baseline']:.2f}  gain {r['gain_db']:+.2f} dB  speed x{r['speed_ratio']:.0f}")
+    return per_image
+
+
+def _quality_bar(den, rows: list[dict]) -> dict | None:
+    """The issue-4 bar for gray noise-conditional models (None where it does not apply)."""
+    if not (den.channels == 1 and den.sigma_range[1] - den.sigma_range[0] > 1e-9):
+        return None
+    short = {f"{r['sigma_255']:g}": round(TARGET_GAIN_DB - r["gain_db"], 3) for r in rows if r["gain_db"] < TARGET_GAIN_DB}
+    slow = [f"{r['sigma_255']:g}" for r in rows if r["speed_ratio"] < TARGET_SPEED]
+    return {
+        "target": f">= BM3D + {TARGET_GAIN_DB} dB at each sigma in {list(SIGMAS)}/255 at >= {TARGET_SPEED:g}x BM3D speed",
+        "met": not short and not slow and {f"{s:g}" for s in SIGMAS} <= {f"{r['sigma_255']:g}" for r in rows},
+        "db_short_of_target_by_sigma": short,
+        "sigmas_below_speed_target": slow,
+    }
+
+
+def _model_result(den, per_image: dict) -> dict:
+    from denoisers_zoo.nets import count_parameters
+
+    rows = [r for v in per_image.values() for r in v]
+    return {"channels": den.channels, "sigma_range": list(den.sigma_range), "parameters": count_parameters(den),
+            "lipschitz": den.lipschitz, "rows": per_image, "quality_bar": _quality_bar(den, rows),
+            "min_gain_db": min(r["gain_db"] for r in rows), "min_speed_ratio": min(r["speed_ratio"] for r in rows)}
+
+
+def _main(argv: list[str] | None) -> int:
+    import denoisers_zoo as zoo
+
+    args = _parser().parse_args(argv)
     args.argv = argv if argv is not None else sys.argv[1:]
     affinity = None
     if args.cores:
@@ -72,51 +128,14 @@ def _main(argv: list[str] | None) -> int:
             log(f"skip {name}: {e}")
             missing.append({"name": name, "reason": str(e)})
             continue
-        ims = eval_images(den.channels)
-        sig = _sigmas(den)[:1] if args.smoke else _sigmas(den)
-        per_image = {}
-        for img_name, im in ims.items():
-            if crop is not None:
-                h, w = im.shape[-2:]
-                r0, c0 = (h - crop) // 2, (w - crop) // 2
-                im = im[..., r0 : r0 + crop, c0 : c0 + crop].contiguous()
-                img_name = f"{img_name}_center{crop}"
-            log(f"{name} on {img_name} {tuple(im.shape)} at sigma {sig}/255")
-            per_image[img_name] = psnr_rows(den, im, sig, seed=args.seed, baseline=bm3d, n_time=3)
-        rows = [r for v in per_image.values() for r in v]
-        conditional = den.sigma_range[1] - den.sigma_range[0] > 1e-9
-        target_applies = den.channels == 1 and conditional
-        verdict = None
-        if target_applies:
-            short = {f"{r['sigma_255']:g}": round(TARGET_GAIN_DB - r["gain_db"], 3) for r in rows if r["gain_db"] < TARGET_GAIN_DB}
-            slow = [f"{r['sigma_255']:g}" for r in rows if r["speed_ratio"] < TARGET_SPEED]
-            verdict = {
-                "target": f">= BM3D + {TARGET_GAIN_DB} dB at each sigma in {list(SIGMAS)}/255 at >= {TARGET_SPEED:g}x BM3D speed",
-                "met": not short and not slow and {f"{s:g}" for s in SIGMAS} <= {f"{r['sigma_255']:g}" for r in rows},
-                "db_short_of_target_by_sigma": short,
-                "sigmas_below_speed_target": slow,
-            }
-        results[name] = {
-            "channels": den.channels, "sigma_range": list(den.sigma_range), "parameters": count_parameters(den),
-            "lipschitz": den.lipschitz, "rows": per_image, "quality_bar": verdict,
-            "min_gain_db": min(r["gain_db"] for r in rows), "min_speed_ratio": min(r["speed_ratio"] for r in rows),
-        }
-        for r in rows:
-            log(f"  sigma {r['sigma_255']:g}: noisy {r['psnr_noisy']:.2f}  {name} {r['psnr_model']:.2f}  "
-                f"BM3D {r['psnr_baseline']:.2f}  gain {r['gain_db']:+.2f} dB  speed x{r['speed_ratio']:.0f}")
+        results[name] = _model_result(den, _evaluate(den, name, args, crop, bm3d))
     raw = {n: r["rows"] for n, r in results.items()}
     ratios = {n: {"min_gain_db": r["min_gain_db"], "min_speed_ratio": r["min_speed_ratio"]} for n, r in results.items()}
-    status = "ok" if results else "no_models"
-    notes = ("PSNR in dB on outputs clamped to [0,1]; one seeded noise realisation per sigma shared by model and BM3D; "
-             "times are medians of 3 model calls and one BM3D call on the same image; torch threads as in "
-             "torch_threads, BM3D's library uses its own threads: with config.cpu_affinity set both ran on "
-             "those cores only (the fair comparison). "
-             "Fixed-sigma models (e.g. lipdncnn_gray_s5) are evaluated at their sigma only and are outside the quality bar.")
-    path = write_result("denoisers", args, config={"sigmas_255": list(SIGMAS), "crop": crop, "seed": args.seed,
-                                                   "models": names, "cpu_affinity": affinity},
-                        denoiser=None, raw=raw, ratios=ratios, notes=notes, status=status,
-                        extra={"models": results, "missing": missing}, machine_start=machine)
-    del path
+    write_result("denoisers", args, config={"sigmas_255": list(SIGMAS), "crop": crop, "seed": args.seed,
+                                            "models": names, "cpu_affinity": affinity},
+                 denoiser=None, raw=raw, ratios=ratios, notes=NOTES, status="ok" if results else "no_models",
+                 extra={"models": results, "missing": missing}, machine_start=machine,
+                 weights=[zoo_weights(n) for n in results], module="bench.bench_denoisers")
     return 0
 
 

@@ -1,6 +1,7 @@
 """Issue 5 — memory of ``run_chain`` is flat in ``n_steps``.
 
-For each sampler (PnP-ULA, SK-ROCK) and two run lengths ``n_short < n_long`` (same image,
+For each sampler (``"pnp-ula"``, ``"skrock"``: ``pnp_imaging.samplers.build_kernel``, the
+denoiser of ``--denoiser``, by default the library's prior) and two run lengths ``n_short < n_long`` (same image,
 chains, burn-in), a **fresh subprocess** builds the problem and kernel, runs a short warm-up
 chain (burn-in + 2 steps) (allocator caches, numba compilation of the quantile estimator), then:
 
@@ -40,11 +41,11 @@ NAME = "bench_memory"
 
 def settings(args) -> dict:
     if args.smoke:
-        d = dict(size=16, chains=1, repeats=1, lengths={"pnp_ula": (5, 20)}, burnin=2)
+        d = dict(size=16, chains=1, repeats=1, lengths={"pnp-ula": (5, 20)}, burnin=2)
     elif args.quick:
-        d = dict(size=64, chains=1, repeats=2, lengths={"pnp_ula": (50, 200), "skrock": (10, 40)}, burnin=5)
+        d = dict(size=64, chains=1, repeats=2, lengths={"pnp-ula": (50, 200), "skrock": (10, 40)}, burnin=5)
     else:
-        d = dict(size=64, chains=1, repeats=3, lengths={"pnp_ula": (50, 200), "skrock": (20, 80)}, burnin=10)
+        d = dict(size=64, chains=1, repeats=3, lengths={"pnp-ula": (50, 200), "skrock": (20, 80)}, burnin=10)
     if args.size:
         d["size"] = args.size
     if args.chains:
@@ -97,18 +98,12 @@ def child(args, spec: dict) -> dict:
     import tracemalloc
 
     from pnp_imaging.priors import ScorePrior
-    from pnp_imaging.samplers import skrock, ula
-    from pnp_imaging.samplers.base import TraceConfig, dispersed_init, run_chain
+    from pnp_imaging.samplers import TraceConfig, build_kernel, dispersed_init, run_chain
 
     x_true = C.load_image(args.image, spec["size"])
     problem = C.blur_problem(x_true, seed=args.seed)
     den, _ = C.load_denoiser(args.denoiser, args.fallback)
-    L = spec["lipschitz"]
-    prior = ScorePrior(den, eps=C.EPS, lipschitz=L)
-    if spec["sampler"] == "pnp_ula":
-        kernel = ula.kernel(problem, prior, ula.make_params(problem, prior))
-    else:
-        kernel = skrock.kernel(problem, prior, skrock.make_params(problem, prior))
+    kernel = build_kernel(spec["sampler"], problem, ScorePrior(den, eps=C.EPS, lipschitz=spec["lipschitz"]))
     gen = torch.Generator().manual_seed(args.seed)
     x0 = dispersed_init(problem.back_projection(), spec["chains"], spread=0.05, generator=gen)
     # warm-up through the same code paths (burn-in, kept samples): allocator caches, numba, lazy imports
@@ -168,63 +163,48 @@ def _spread(runs: list[dict], sampler: str) -> float | None:
     return max(spreads) if spreads else None
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
-    args.argv = list(argv) if argv is not None else None
-    C.setup(args)
-    if args.child:
-        print(json.dumps(child(args, json.loads(args.child))), flush=True)
-        return {}
-    machine = C.machine_info()
-    cfg = settings(args)
-    # resolve L once in the parent so every child uses the same step sizes
-    den, den_info = C.load_denoiser(args.denoiser, args.fallback)
-    x_true = C.load_image(args.image, cfg["size"])
-    L, L_info = C.resolve_lipschitz(args.lipschitz, den, x_true, math.sqrt(C.EPS), seed=args.seed)
-    del den
-
+def _spawn_all(args, cfg, lipschitz: float) -> list[dict]:
+    """Every (sampler, length, repeat) child, lengths interleaved short/long/long/short ..."""
     runs: list[dict] = []
-    t0 = time.perf_counter()
     for sampler, (n1, n2) in cfg["lengths"].items():
         burnin = min(cfg["burnin"], n1 - 1)
         for r in range(cfg["repeats"]):
-            order = (n1, n2) if r % 2 == 0 else (n2, n1)
-            for n in order:
+            for n in ((n1, n2) if r % 2 == 0 else (n2, n1)):
                 spec = {"sampler": sampler, "n_steps": n, "burnin": burnin, "size": cfg["size"],
-                        "chains": cfg["chains"], "lipschitz": L}
+                        "chains": cfg["chains"], "lipschitz": lipschitz}
                 C.log(f"{NAME}: child {sampler} n_steps={n} (repeat {r + 1}/{cfg['repeats']})")
                 runs.append({"repeat": r, **_spawn(args, spec)})
-    wall = time.perf_counter() - t0
+    return runs
 
-    ratios: dict = {}
-    summary: dict = {}
-    failed = [r for r in runs if "error" in r]
-    for sampler, (n1, n2) in cfg["lengths"].items():
-        def med(key, n):
-            return C.median([r.get(key) for r in runs if r["sampler"] == sampler and r["n_steps"] == n
-                             and "error" not in r])
-        s = {f"n{n}": {k: med(k, n) for k in ("peak_increment", "hwm_after", "rss_before", "tracemalloc_peak_bytes",
-                                              "trace_buffer_bytes", "wall_s")} for n in (n1, n2)}
-        summary[sampler] = s
-        a, b = s[f"n{n1}"], s[f"n{n2}"]
 
-        def q(key):
-            return (b[key] / a[key]) if (a[key] and b[key] is not None) else None
-        ratios[sampler] = {
-            "lengths": [n1, n2],
-            "peak_increment_long/short": q("peak_increment"),
-            "peak_rss_long/short": q("hwm_after"),
-            "tracemalloc_peak_long/short": q("tracemalloc_peak_bytes"),
-            "extra_bytes_long_minus_short": (b["peak_increment"] - a["peak_increment"])
-            if None not in (a["peak_increment"], b["peak_increment"]) else None,
-            "trace_buffer_bytes_long": b["trace_buffer_bytes"],
-            "noise_floor_bytes": _spread(runs, sampler),
-            "target": "peak_rss_long/short ~ 1 (flat in n_steps)",
-        }
-    config = {**cfg, "lengths": {k: list(v) for k, v in cfg["lengths"].items()}, "image": str(args.image),
-              "operator": "blur uniform 9x9 circular", "sigma_y": C.SIGMA_Y, "eps": C.EPS, "lipschitz": L_info,
-              "dtype": "float32"}
-    notes = (
+def _medians(runs: list[dict], sampler: str, n: int) -> dict:
+    keys = ("peak_increment", "hwm_after", "rss_before", "tracemalloc_peak_bytes", "trace_buffer_bytes", "wall_s")
+    mine = [r for r in runs if r["sampler"] == sampler and r["n_steps"] == n and "error" not in r]
+    return {k: C.median([r.get(k) for r in mine]) for k in keys}
+
+
+def _sampler_ratios(runs: list[dict], sampler: str, n1: int, n2: int) -> tuple[dict, dict]:
+    """``(medians per length, long/short ratios)`` of one sampler."""
+    a, b = _medians(runs, sampler, n1), _medians(runs, sampler, n2)
+
+    def q(key):
+        return (b[key] / a[key]) if (a[key] and b[key] is not None) else None
+
+    increments = (a["peak_increment"], b["peak_increment"])
+    return {f"n{n1}": a, f"n{n2}": b}, {
+        "lengths": [n1, n2],
+        "peak_increment_long/short": q("peak_increment"),
+        "peak_rss_long/short": q("hwm_after"),
+        "tracemalloc_peak_long/short": q("tracemalloc_peak_bytes"),
+        "extra_bytes_long_minus_short": (increments[1] - increments[0]) if None not in increments else None,
+        "trace_buffer_bytes_long": b["trace_buffer_bytes"],
+        "noise_floor_bytes": _spread(runs, sampler),
+        "target": "peak_rss_long/short ~ 1 (flat in n_steps)",
+    }
+
+
+def _notes(failed: list[dict]) -> str:
+    return (
         "Measured: per (sampler, n_steps) in a fresh subprocess, after a warm-up run (burn-in + 2 steps): resident-set "
         "increment during run_chain (VmHWM after a clear_refs reset minus VmRSS before; hwm_reset says whether "
         "the reset worked, else VmHWM includes the set-up peak), absolute peak RSS, ru_maxrss, tracemalloc peak "
@@ -234,9 +214,31 @@ def main(argv: list[str] | None = None) -> dict:
         "multi-chain scaling, the denoiser's own working memory vs image size. RSS differences below a few MB "
         "are allocator noise." + ("" if not failed else f" {len(failed)} child run(s) FAILED, see raw.runs.")
     )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, machine, cfg = C.start(build_parser(), argv, settings)
+    if args.child:
+        print(json.dumps(child(args, json.loads(args.child))), flush=True)
+        return {}
+    # resolve L once in the parent so every child uses the same step sizes
+    den, den_info = C.load_denoiser(args.denoiser, args.fallback)
+    x_true = C.load_image(args.image, cfg["size"])
+    L, L_info = C.resolve_lipschitz(args.lipschitz, den, x_true, math.sqrt(C.EPS), seed=args.seed)
+    del den
+    t0 = time.perf_counter()
+    runs = _spawn_all(args, cfg, L)
+    wall = time.perf_counter() - t0
+    summary, ratios = {}, {}
+    for sampler, (n1, n2) in cfg["lengths"].items():
+        summary[sampler], ratios[sampler] = _sampler_ratios(runs, sampler, n1, n2)
+    failed = [r for r in runs if "error" in r]
+    config = {**cfg, "lengths": {k: list(v) for k, v in cfg["lengths"].items()}, "image": str(args.image),
+              "operator": "blur uniform 9x9 circular", "sigma_y": C.SIGMA_Y, "eps": C.EPS, "lipschitz": L_info,
+              "dtype": "float32"}
     C.write_result(NAME, args, config=config, denoiser=den_info, raw={"runs": runs, "medians": summary,
                                                                        "bench_wall_s": wall},
-                   ratios=ratios, notes=notes, status="ok" if not failed else "partial", machine_start=machine)
+                   ratios=ratios, notes=_notes(failed), status="ok" if not failed else "partial", machine_start=machine)
     return {"ratios": ratios}
 
 

@@ -1,7 +1,9 @@
 """Issue 5 — sampler overhead: how much a sampler iteration costs beyond its denoiser call(s).
 
 Problem: cameraman (``--size`` centre crop, 256² by default), circular 9×9 uniform blur,
-σ_y = 1/255, ε = (5/255)², α = 1, one chain, float32, the denoiser of ``--denoiser``.
+σ_y = 1/255, ε = (5/255)², α = 1, one chain, float32, the denoiser of ``--denoiser`` (default:
+the library's prior, ``denoisers_zoo.default_prior(1)``). Kernels from
+``pnp_imaging.samplers.build_kernel("pnp-ula" | "skrock", problem, prior)``.
 
 Measured, interleaved round-robin (A B C ... A B C ..., start rotated each round), each entry
 in seconds per unit, medians over rounds:
@@ -17,7 +19,8 @@ in seconds per unit, medians over rounds:
 * ``skrock_stage``      — one SK-ROCK stage inside :func:`run_chain` (outer step / s);
 * ``deepinv_ula``       — one iteration of deepinv's ULA (``sampling_builder('ULA')``, projected
   PnP-ULA, clip (-1, 2), Welford update every iteration) with the same denoiser wrapped as
-  ``deepinv.optim.ScorePrior`` called with the std ``√ε`` (pitfall 4), ``BlurFFT`` with the same
+  ``deepinv.optim.ScorePrior`` called with the std ``√ε`` (docs/algorithms.md §score-prior),
+  ``BlurFFT`` with the same
   kernel and ``L2(sigma=σ_y)``;
 * ``deepinv_skrock_stage`` — one stage of deepinv's SKRock (outer iteration / inner_iter).
 
@@ -31,13 +34,14 @@ speed between blocks and to input-dependent network cost, which on a shared CPU 
 separate-anchor ratios by ±20 %. Target (issue 5): ``in_loop`` ``pnp_ula_run_chain <= 1.05``.
 
 Step sizes do not change the cost of an iteration; they are set by the project rules
-(ULA soft: §2.2; SK-ROCK: §5.3; deepinv ULA: the projected rule) only so that the chains
-stay sane.
+(docs/algorithms.md: ULA soft §pnp-ula-step; SK-ROCK §skrock-step; deepinv ULA: the projected
+rule of §pnp-ula-step) only so that the chains stay sane.
 """
 from __future__ import annotations
 
 import math
 import time
+from types import SimpleNamespace
 
 import torch
 
@@ -89,107 +93,93 @@ def build_parser():
     return ap
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
-    args.argv = list(argv) if argv is not None else None
-    C.setup(args)
-    machine = C.machine_info()
-    cfg = settings(args)
-
+def _setup(args, cfg) -> SimpleNamespace:
+    """Problem, denoiser (and its timing wrapper), prior, our kernels and states, the anchor's
+    input and deepinv's two samplers."""
     import deepinv as dinv
 
-    from pnp_imaging.priors import ScorePrior
-    from pnp_imaging.samplers import skrock, ula
-    from pnp_imaging.samplers.base import run_chain
+    from pnp_imaging.samplers import build_kernel, run_chain, ula
 
     x_true = C.load_image(args.image, cfg["size"])
     problem = C.blur_problem(x_true, seed=args.seed)
     den, den_info = C.load_denoiser(args.denoiser, args.fallback)
-    sigma_den = math.sqrt(C.EPS)
-    L, L_info = C.resolve_lipschitz(args.lipschitz, den, x_true, sigma_den, seed=args.seed)
     timed = TimedDenoiser(den)
-    prior = ScorePrior(timed, eps=C.EPS, lipschitz=L)
+    prior, L_info = C.score_prior(args, den, x_true, network=timed)
     x0 = problem.back_projection()
     gen = torch.Generator().manual_seed(args.seed)
-
-    k = cfg["block"]
-    ks = cfg["skrock_block"]
-    s = cfg["stages"]
-    ula_kernel = ula.kernel(problem, prior, ula.make_params(problem, prior))
-    sk_kernel = skrock.kernel(problem, prior, skrock.make_params(problem, prior, n_stages=s))
+    ula_kernel = build_kernel("pnp-ula", problem, prior)
+    sk_kernel = build_kernel("skrock", problem, prior, stages=cfg["stages"])
     ula_state = ula_kernel.init(x0)
-    sk_state = sk_kernel.init(x0)
     # the anchor denoises a typical chain state (x0 after a few ULA steps), not the smooth x0 itself:
     # a network's CPU cost can depend on its input (e.g. denormal intermediate values)
     x_anchor = run_chain(ula_kernel, ula_state, n_steps=3, n_burnin=3, thin=1, generator=gen).state.x.clone()
-
     physics = C.deepinv_physics(problem)
-    op_err = C.operator_mismatch(problem, physics)
-    d_prior = dinv.optim.ScorePrior(denoiser=timed)
-    d_fid = dinv.optim.L2(sigma=C.SIGMA_Y)
+    sigma_den = math.sqrt(C.EPS)
     delta_proj = ula.auto_rule(prior.lipschitz, problem.data_lipschitz, projected=True)[0]
+    common = dict(data_fidelity=dinv.optim.L2(sigma=C.SIGMA_Y), prior=dinv.optim.ScorePrior(denoiser=timed),
+                  burnin_ratio=0.0, thinning=1, history_size=False, clip=(-1.0, 2.0))
     d_ula = dinv.sampling.sampling_builder(
-        "ULA", data_fidelity=d_fid, prior=d_prior,
-        params_algo={"step_size": delta_proj, "alpha": 1.0, "sigma": sigma_den},
-        max_iter=k, burnin_ratio=0.0, thinning=1, history_size=False, clip=(-1.0, 2.0))
+        "ULA", params_algo={"step_size": delta_proj, "alpha": 1.0, "sigma": sigma_den}, max_iter=cfg["block"], **common)
     d_sk = dinv.sampling.sampling_builder(
-        "SKRock", data_fidelity=d_fid, prior=d_prior,
-        params_algo={"step_size": sk_kernel.params.step_size, "alpha": 1.0, "inner_iter": s, "eta": 0.05,
-                     "sigma": sigma_den},
-        max_iter=ks, burnin_ratio=0.0, thinning=1, history_size=False, clip=(-1.0, 2.0))
-    y = problem.y
+        "SKRock", params_algo={"step_size": sk_kernel.params.step_size, "alpha": 1.0, "inner_iter": cfg["stages"],
+                               "eta": 0.05, "sigma": sigma_den}, max_iter=cfg["skrock_block"], **common)
+    return SimpleNamespace(problem=problem, den=den, den_info=den_info, timed=timed, L_info=L_info, x0=x0, gen=gen,
+                           ula_kernel=ula_kernel, sk_kernel=sk_kernel, ula_state=ula_state,
+                           sk_state=sk_kernel.init(x0), x_anchor=x_anchor, physics=physics, d_ula=d_ula, d_sk=d_sk,
+                           delta_proj=delta_proj, sigma_den=sigma_den)
+
+
+def _measures(env, cfg) -> tuple[dict, dict]:
+    """``({name: measure}, {name: units per block})``; each measure returns seconds per unit."""
+    from pnp_imaging.samplers import run_chain
+
+    k, ks, s, gen = cfg["block"], cfg["skrock_block"], cfg["stages"], env.gen
 
     def m_denoiser():
         t = time.perf_counter()
         with torch.no_grad():
             for _ in range(k):
-                den(x_anchor, sigma_den)
+                env.den(env.x_anchor, env.sigma_den)
         return (time.perf_counter() - t) / k
 
-    def m_ula_chain():
-        r = run_chain(ula_kernel, ula_state, n_steps=k, n_burnin=0, thin=1, generator=gen)
-        return r.timings["sampling_s"] / k
-
-    def m_ula_chain_nostats():
-        r = run_chain(ula_kernel, ula_state, n_steps=k, n_burnin=k, thin=1, generator=gen)
-        return r.timings["sampling_s"] / k
+    def chain(kernel, state, n, burnin, units):
+        return lambda: run_chain(kernel, state, n_steps=n, n_burnin=burnin, thin=1,
+                                 generator=gen).timings["sampling_s"] / units
 
     def m_ula_step():
-        st = ula_state
+        st = env.ula_state
         t = time.perf_counter()
         for _ in range(k):
-            st, _ = ula_kernel.step(st, generator=gen)
+            st, _ = env.ula_kernel.step(st, generator=gen)
         return (time.perf_counter() - t) / k
 
-    def m_skrock_stage():
-        r = run_chain(sk_kernel, sk_state, n_steps=ks, n_burnin=0, thin=1, generator=gen)
-        return r.timings["sampling_s"] / (ks * s)
+    def deepinv(sampler, units):
+        def run():
+            t = time.perf_counter()
+            sampler.sample(env.problem.y, env.physics, x_init=env.x0)
+            return (time.perf_counter() - t) / units
+        return run
 
-    def m_dinv_ula():
-        t = time.perf_counter()
-        d_ula.sample(y, physics, x_init=x0)
-        return (time.perf_counter() - t) / k
-
-    def m_dinv_sk_stage():
-        t = time.perf_counter()
-        d_sk.sample(y, physics, x_init=x0)
-        return (time.perf_counter() - t) / (ks * s)
-
-    measures = {
-        "denoiser": m_denoiser,
-        "pnp_ula_run_chain": m_ula_chain,
-        "pnp_ula_run_chain_burnin": m_ula_chain_nostats,
-        "pnp_ula_step": m_ula_step,
-        "skrock_stage": m_skrock_stage,
-        "deepinv_ula": m_dinv_ula,
-        "deepinv_skrock_stage": m_dinv_sk_stage,
-    }
-    # in-loop attribution: (time of the block) / (time spent inside the denoiser during that block)
-    in_loop: dict[str, list[float]] = {n: [] for n in measures if n != "denoiser"}
     units = {"pnp_ula_run_chain": k, "pnp_ula_run_chain_burnin": k, "pnp_ula_step": k, "skrock_stage": ks * s,
              "deepinv_ula": k, "deepinv_skrock_stage": ks * s}
+    measures = {
+        "denoiser": m_denoiser,
+        "pnp_ula_run_chain": chain(env.ula_kernel, env.ula_state, k, 0, k),
+        "pnp_ula_run_chain_burnin": chain(env.ula_kernel, env.ula_state, k, k, k),
+        "pnp_ula_step": m_ula_step,
+        "skrock_stage": chain(env.sk_kernel, env.sk_state, ks, 0, ks * s),
+        "deepinv_ula": deepinv(env.d_ula, k),
+        "deepinv_skrock_stage": deepinv(env.d_sk, ks * s),
+    }
+    return measures, units
 
-    def attributed(name, fn):
+
+def _attributed(measures: dict, units: dict, timed: TimedDenoiser) -> tuple[dict, dict]:
+    """Wrap every measure but the anchor so that it also records (block time) / (time spent inside
+    the denoiser during that block): the in-loop ratio."""
+    in_loop: dict[str, list[float]] = {n: [] for n in measures if n != "denoiser"}
+
+    def wrap(name, fn):
         def run():
             timed.acc = 0.0
             per_unit = fn()
@@ -198,47 +188,31 @@ def main(argv: list[str] | None = None) -> dict:
             return per_unit
         return run
 
-    measures = {n: (f if n == "denoiser" else attributed(n, f)) for n, f in measures.items()}
-    C.log(f"{NAME}: {cfg['size']}² image, {cfg['reps']} interleaved rounds of {list(measures)}")
-    t0 = time.perf_counter()
-    raw = C.interleaved(measures, reps=cfg["reps"], warmup=1)
-    wall = time.perf_counter() - t0
-    for n in in_loop:  # drop the warm-up round
-        in_loop[n] = in_loop[n][-cfg["reps"]:]
+    return {n: (f if n == "denoiser" else wrap(n, f)) for n, f in measures.items()}, in_loop
 
+
+def _ratios(raw: dict, in_loop: dict) -> dict:
     anchor = raw["denoiser"]
     ratios: dict = {}
     for name, v in raw.items():
         if name == "denoiser":
             continue
         paired = [a / b for a, b in zip(v, anchor) if b > 0]
-        ratios[f"{name}/denoiser"] = {
-            "median_of_paired": C.median(paired),
-            "ratio_of_medians": C.median(v) / C.median(anchor),
-            "min_paired": min(paired), "max_paired": max(paired),
-        }
-    ours_vs = [a / b for a, b in zip(raw["deepinv_ula"], raw["pnp_ula_run_chain"])]
-    ratios["deepinv_ula/pnp_ula_run_chain"] = {"median_of_paired": C.median(ours_vs)}
-    sk_vs = [a / b for a, b in zip(raw["deepinv_skrock_stage"], raw["skrock_stage"])]
-    ratios["deepinv_skrock_stage/skrock_stage"] = {"median_of_paired": C.median(sk_vs)}
+        ratios[f"{name}/denoiser"] = {"median_of_paired": C.median(paired), "ratio_of_medians": C.median(v) / C.median(anchor),
+                                      "min_paired": min(paired), "max_paired": max(paired)}
+    for theirs, ours in (("deepinv_ula", "pnp_ula_run_chain"), ("deepinv_skrock_stage", "skrock_stage")):
+        ratios[f"{theirs}/{ours}"] = {"median_of_paired": C.median([a / b for a, b in zip(raw[theirs], raw[ours])])}
     ratios["in_loop"] = {f"{n}/denoiser_inside": {"median": C.median(v), "min": min(v) if v else None,
                                                    "max": max(v) if v else None} for n, v in in_loop.items()}
     main_ratio = ratios["in_loop"]["pnp_ula_run_chain/denoiser_inside"]["median"]
     ratios["target"] = {"pnp_ula_run_chain/denoiser_inside (in_loop)": f"<= {TARGET_ULA}",
                         "met": bool(main_ratio is not None and main_ratio <= TARGET_ULA),
                         "separate_anchor_ratio": ratios["pnp_ula_run_chain/denoiser"]["median_of_paired"]}
+    return ratios
 
-    config = {
-        **cfg, "image": str(args.image), "chains": 1, "dtype": "float32", "operator": "blur uniform 9x9 circular",
-        "sigma_y": C.SIGMA_Y, "eps": C.EPS, "alpha": 1.0, "lipschitz": L_info,
-        "ula_step": ula_kernel.params.step_size, "ula_lam": ula_kernel.params.lam,
-        "skrock_step": sk_kernel.params.step_size, "deepinv_ula_step": delta_proj,
-        "deepinv_sigma_passed": sigma_den, "operator_mismatch_vs_deepinv": op_err,
-        "block_calls": k, "skrock_outer_steps_per_block": ks,
-    }
-    raw_out = {"seconds_per_unit": raw, "medians": {n: C.median(v) for n, v in raw.items()},
-               "in_loop_ratio": in_loop, "bench_wall_s": wall}
-    notes = (
+
+def _notes(den_info: dict) -> str:
+    return (
         "Measured: seconds per denoiser forward (anchor), per PnP-ULA iteration in run_chain (step + traces + guard "
         "+ stats update on every iteration, n_burnin=0), per bare ULA kernel.step, per SK-ROCK stage in run_chain, "
         "per deepinv ULA iteration and per deepinv SKRock stage (sampling_builder, Welford every iteration), all "
@@ -250,8 +224,32 @@ def main(argv: list[str] | None = None) -> dict:
         + (" (weights not final: timings still representative)." if den_info.get("trained") is not True else ".")
         + " Timings taken on a shared machine are noisy; only the ratios are meaningful."
     )
-    C.write_result(NAME, args, config=config, denoiser=den_info, raw=raw_out, ratios=ratios, notes=notes,
-                   machine_start=machine)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, machine, cfg = C.start(build_parser(), argv, settings)
+    env = _setup(args, cfg)
+    measures, units = _measures(env, cfg)
+    measures, in_loop = _attributed(measures, units, env.timed)
+    C.log(f"{NAME}: {cfg['size']}² image, {cfg['reps']} interleaved rounds of {list(measures)}")
+    t0 = time.perf_counter()
+    raw = C.interleaved(measures, reps=cfg["reps"], warmup=1)
+    wall = time.perf_counter() - t0
+    for n in in_loop:  # drop the warm-up round
+        in_loop[n] = in_loop[n][-cfg["reps"]:]
+    ratios = _ratios(raw, in_loop)
+    config = {
+        **cfg, "image": str(args.image), "chains": 1, "dtype": "float32", "operator": "blur uniform 9x9 circular",
+        "sigma_y": C.SIGMA_Y, "eps": C.EPS, "alpha": 1.0, "lipschitz": env.L_info,
+        "ula_step": env.ula_kernel.params.step_size, "ula_lam": env.ula_kernel.params.lam,
+        "skrock_step": env.sk_kernel.params.step_size, "deepinv_ula_step": env.delta_proj,
+        "deepinv_sigma_passed": env.sigma_den, "operator_mismatch_vs_deepinv": C.operator_mismatch(env.problem, env.physics),
+        "block_calls": cfg["block"], "skrock_outer_steps_per_block": cfg["skrock_block"],
+    }
+    raw_out = {"seconds_per_unit": raw, "medians": {n: C.median(v) for n, v in raw.items()},
+               "in_loop_ratio": in_loop, "bench_wall_s": wall}
+    C.write_result(NAME, args, config=config, denoiser=env.den_info, raw=raw_out, ratios=ratios,
+                   notes=_notes(env.den_info), machine_start=machine)
     return {"ratios": ratios, "raw": raw_out}
 
 

@@ -1,16 +1,18 @@
 """Plumbing of the benchmarks in ``bench/``: each runs at its tiniest setting (``--smoke``) and
-writes JSON with the agreed keys. Timings and ratios are NEVER asserted here (noisy; the
+writes JSON with the agreed keys, provenance included (git state, sha256 of the weights used);
+the shipped results are not stale. Timings and ratios are NEVER asserted here (noisy; the
 benchmarks themselves report them as ratios against an in-run anchor)."""
 from __future__ import annotations
 
 import json
 import math
 
+import denoisers_zoo
 import pytest
 import torch
 
-COMMON_KEYS = {"benchmark", "status", "mode", "created_utc", "machine", "torch_threads", "config", "denoiser",
-               "raw", "ratios", "notes"}
+COMMON_KEYS = {"benchmark", "status", "mode", "created_utc", "command", "machine", "provenance", "torch_threads",
+               "config", "denoiser", "raw", "ratios", "notes"}
 SMOKE = ["--smoke", "--fallback", "untrained", "--lipschitz", "1.0"]
 
 
@@ -30,7 +32,11 @@ def _load(tmp_path, name: str) -> dict:
     assert doc["mode"] == "smoke"
     assert isinstance(doc["notes"], str) and doc["notes"]
     assert doc["machine"]["torch"] == torch.__version__
-    assert doc["denoiser"]["requested"] == "drunet_gray"
+    assert doc["denoiser"]["requested"] == denoisers_zoo.default_prior(1)
+    git, weights = doc["provenance"]["git"], doc["provenance"]["weights"]
+    assert {"commit", "clean"} <= set(git) and git["clean"] in (True, False, None)
+    shipped = denoisers_zoo.read_manifest()["models"][doc["denoiser"]["requested"]]["sha256"]
+    assert [w["sha256"] for w in weights] == [shipped]
     return doc
 
 
@@ -53,8 +59,8 @@ def test_map_smoke(tmp_path):
 
     b.main([*SMOKE, "--out", str(tmp_path)])
     doc = _load(tmp_path, b.NAME)
-    assert doc["paper"]["P2_map_vs_mmse"] == "[NOT FOUND]"
-    assert "[NOT FOUND]" in doc["notes"]
+    assert doc["paper"]["P2_map_vs_mmse"] == "could not be checked (docs/algorithms.md §pnp-sgd)"
+    assert "could not be checked (docs/algorithms.md §pnp-sgd)" in doc["notes"]
     for kind in ("deblur", "inpainting"):
         methods = doc["raw"]["problems"][kind]["methods"]
         for m in ("ours_map_pnp_sgd", "ours_mmse_skrock", "pnp_gd_deterministic", "deepinv_dpir", "deepinv_pnp_hqs",
@@ -109,7 +115,7 @@ def test_memory_smoke(tmp_path):
     doc = _load(tmp_path, b.NAME)
     runs = doc["raw"]["runs"]
     assert runs and all("error" not in r for r in runs), runs
-    assert {"peak_rss_long/short", "peak_increment_long/short", "trace_buffer_bytes_long"} <= set(doc["ratios"]["pnp_ula"])
+    assert {"peak_rss_long/short", "peak_increment_long/short", "trace_buffer_bytes_long"} <= set(doc["ratios"]["pnp-ula"])
 
 
 def test_run_all_discovers_the_benchmarks():
@@ -146,3 +152,31 @@ def test_denoisers_smoke_pins_and_restores_cores(tmp_path):
     doc = json.loads((tmp_path / "denoisers.json").read_text())
     assert len(doc["config"]["cpu_affinity"]) == 1
     assert doc["raw"]["lipdncnn_gray_s5"]
+
+
+def test_denoisers_result_records_every_model_weights(tmp_path):
+    """bench_denoisers names the weights of each model it evaluated (and the right module)."""
+    from bench import bench_denoisers as b
+
+    b.main(["--smoke", "--models", "lipdncnn_gray_s5", "--out", str(tmp_path)])
+    doc = json.loads((tmp_path / "denoisers.json").read_text())
+    assert doc["command"].startswith("python -m bench.bench_denoisers")
+    [w] = doc["provenance"]["weights"]
+    assert w["model"] == "lipdncnn_gray_s5"
+    assert w["sha256"] == denoisers_zoo.read_manifest()["models"]["lipdncnn_gray_s5"]["sha256"]
+
+
+def test_stale_verdicts():
+    """A result is stale when a recorded sha256 is not the shipped one, or its network has no
+    weights file; nested (per-row) provenance counts too."""
+    from bench.stale import verdict
+
+    models = {"m": {"sha256": "a" * 64, "file": "m.pt"}}
+    rec = lambda sha: {"provenance": {"weights": [{"model": "m", "sha256": sha, "source": "x"}]}}  # noqa: E731
+    assert verdict(rec("a" * 64), models)[0] == "fresh"
+    assert verdict(rec("b" * 64), models)[0] == "stale"
+    assert verdict(rec(None), models)[0] == "stale"
+    assert verdict({"rows": [rec("a" * 64), rec("b" * 64)]}, models)[0] == "stale"
+    assert verdict({"provenance": {"weights": [{"model": "gone", "sha256": "a" * 64}]}}, models)[0] == "stale"
+    assert verdict({}, models)[0] == "unknown"
+
