@@ -6,7 +6,8 @@ failure does not stop the others). The four modules of issues 5/7 (``bench_sampl
 ``--denoiser``, ``--fallback``, ``--lipschitz``, ``--threads``; any other ``bench_*.py`` (e.g.
 ``bench_denoisers``, owned separately; convention: its CLI is built on
 ``bench._common.base_parser``) receives ``--quick`` / ``--smoke``, ``--out`` and ``--threads``. A summary (status, exit code, wall time, stderr tail of each) goes to
-``<out>/run_all.json``; the exit code is non-zero if any benchmark failed.
+``<out>/run_all.json`` with the provenance (git state, weights) of the results it collected; the
+exit code is non-zero if any benchmark failed.
 """
 from __future__ import annotations
 
@@ -29,51 +30,75 @@ def discover() -> list[str]:
     return [n for n in OURS if n in found] + [n for n in found if n not in OURS]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser():
     ap = argparse.ArgumentParser(prog="python -m bench.run_all", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--only", default=None, help="comma-separated module names (default: all bench_*.py)")
     ap.add_argument("--out", default=str(C.RESULTS_DIR))
-    ap.add_argument("--denoiser", default="drunet_gray")
+    ap.add_argument("--denoiser", default=C.default_denoiser())
     ap.add_argument("--fallback", default="auto")
     ap.add_argument("--lipschitz", default="card")
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args(argv)
+    return ap
 
+
+def _selected(args) -> list[str]:
     names = discover()
-    if args.only:
-        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
-        unknown = [n for n in wanted if n not in names]
-        if unknown:
-            raise SystemExit(f"--only: unknown {unknown}; available: {names}")
-        names = wanted
+    if not args.only:
+        return names
+    wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise SystemExit(f"--only: unknown {unknown}; available: {names}")
+    return wanted
+
+
+def _command(name: str, args, mode: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", f"bench.{name}", *mode, "--out", args.out, "--threads", str(args.threads)]
+    if name == "bench_denoisers" and args.threads == 1:
+        cmd += ["--cores", "1"]  # BM3D's library threads get the same single core as the network
+    if name in OURS:
+        cmd += ["--denoiser", args.denoiser, "--fallback", args.fallback, "--lipschitz", args.lipschitz]
+    return cmd
+
+
+def _result_path(name: str, out: str) -> Path:
+    return Path(out) / f"{'denoisers' if name == 'bench_denoisers' else name}.json"
+
+
+def _weights_used(runs: dict, out: str) -> list[dict]:
+    """The weights records of the results the runs wrote (each once)."""
+    seen: dict = {}
+    for name, run in runs.items():
+        path = _result_path(name, out)
+        if run["returncode"] == 0 and path.is_file():
+            for w in json.loads(path.read_text()).get("provenance", {}).get("weights", []):
+                seen.setdefault((w.get("model"), w.get("sha256")), w)
+    return list(seen.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     mode = ["--smoke"] if args.smoke else (["--quick"] if args.quick else [])
     env = dict(os.environ)
     env["PYTHONPATH"] = str(C.ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     summary = {"created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "mode": mode, "runs": {}}
-    failed = 0
+    names = _selected(args)
     for name in names:
-        cmd = [sys.executable, "-m", f"bench.{name}", *mode]
-        cmd += ["--out", args.out, "--threads", str(args.threads)]
-        if name == "bench_denoisers" and args.threads == 1:
-            cmd += ["--cores", "1"]  # BM3D's library threads get the same single core as the network
-        if name in OURS:
-            cmd += ["--denoiser", args.denoiser, "--fallback", args.fallback, "--lipschitz", args.lipschitz]
+        cmd = _command(name, args, mode)
         C.log(f"run_all: {' '.join(cmd[1:])}")
         t = time.perf_counter()
         p = subprocess.run(cmd, cwd=C.ROOT, env=env, stderr=subprocess.PIPE, text=True)
-        wall = time.perf_counter() - t
         tail = p.stderr.strip().splitlines()[-5:]
         if p.returncode != 0:
-            failed += 1
             C.log(f"run_all: {name} FAILED (exit {p.returncode}): {tail[-1] if tail else ''}")
-        summary["runs"][name] = {"cmd": cmd[1:], "returncode": p.returncode, "wall_s": wall, "stderr_tail": tail,
-                                 "result": str(Path(args.out) / f"{name}.json") if name in OURS else None}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "run_all.json").write_text(json.dumps(summary, indent=2) + "\n")
-    C.log(f"run_all: {len(names) - failed}/{len(names)} ok; summary in {out / 'run_all.json'}")
+        summary["runs"][name] = {"cmd": cmd[1:], "returncode": p.returncode, "wall_s": time.perf_counter() - t,
+                                 "stderr_tail": tail, "result": str(_result_path(name, args.out))}
+    summary["provenance"] = C.provenance(_weights_used(summary["runs"], args.out))
+    C.write_json(Path(args.out) / "run_all.json", summary)
+    failed = sum(r["returncode"] != 0 for r in summary["runs"].values())
+    C.log(f"run_all: {len(names) - failed}/{len(names)} ok; summary in {Path(args.out) / 'run_all.json'}")
     return 1 if failed else 0
 
 

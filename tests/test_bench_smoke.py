@@ -180,3 +180,13 @@ def test_stale_verdicts():
     assert verdict({"provenance": {"weights": [{"model": "gone", "sha256": "a" * 64}]}}, models)[0] == "stale"
     assert verdict({}, models)[0] == "unknown"
 
+
+def test_shipped_results_are_not_stale():
+    """Every result in bench/results/ (evidence/ aside) was computed with the shipped weights:
+    after retraining a model, re-run its benchmarks or remove their results."""
+    from bench.stale import scan
+
+    found = scan()
+    assert found
+    stale = {k: why for k, (status, why) in found.items() if status != "fresh"}
+    assert not stale, stale
