@@ -82,9 +82,10 @@ class ScorePrior:
         if self.residual_lipschitz is None:
             name = getattr(self.denoiser, "name", type(self.denoiser).__name__)
             raise ValueError(
-                f"lipschitz: denoiser {name!r} has no known residual Lipschitz constant L; pass "
-                "ScorePrior(..., lipschitz=L) (L = 1 for RealSN-DnCNN; estimate it by power "
-                "iteration on the Jacobian otherwise) or give an explicit step size"
+                f"lipschitz: denoiser {name!r} has no known residual Lipschitz constant L, so no step rule "
+                "holds for it; use a zoo sampling prior (lipdncnn_gray_s5, lipdncnn_rgb_s5: L <= 1 by "
+                "construction), pass ScorePrior(..., lipschitz=L) (prior.lipschitz) with L measured by "
+                "denoisers_zoo.lipschitz, or give an explicit step size"
             )
         return self.alpha * self.residual_lipschitz / self.eps
 
