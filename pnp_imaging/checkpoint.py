@@ -27,7 +27,7 @@ import torch
 from pnp_imaging._checks import check_count
 from pnp_imaging._io import atomic_torch_save
 from pnp_imaging._io import plain as _plain
-from pnp_imaging.samplers.traces import ChainRun, TraceConfig
+from pnp_imaging.traces import ChainRun, TraceConfig
 from pnp_imaging.stats import PosteriorStats
 
 __all__ = [

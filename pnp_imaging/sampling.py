@@ -103,7 +103,7 @@ def _run_chains(kernel: Kernel, problem, *, generator, n_steps, n_burnin, thin, 
     from pnp_imaging.checkpoint import CheckpointConfig, load_checkpoint
     from pnp_imaging.progress import SamplingProgress, progress_bar
     from pnp_imaging.samplers.base import dispersed_init, resume as resume_chain, run_chain
-    from pnp_imaging.samplers.traces import TraceConfig
+    from pnp_imaging.traces import TraceConfig
     from pnp_imaging.stats import PosteriorStats
 
     ck = CheckpointConfig(checkpoint, checkpoint_every, checkpoint_config) if checkpoint is not None else None

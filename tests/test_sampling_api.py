@@ -15,7 +15,7 @@ from pnp_imaging.optim import map_health
 from pnp_imaging.priors import ScorePrior
 from pnp_imaging.problem import Problem
 from pnp_imaging.samplers import build_kernel, dispersed_init, get_sampler, run_chain, sampler_names
-from pnp_imaging.samplers.traces import TraceConfig
+from pnp_imaging.traces import TraceConfig
 from pnp_imaging.stats import PosteriorStats
 
 

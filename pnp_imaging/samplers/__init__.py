@@ -17,7 +17,7 @@ Most users call :func:`pnp_imaging.sample`, which does all of this. By hand::
 from pnp_imaging.samplers import skrock, ula
 from pnp_imaging.samplers.base import ChainResult, DivergenceError, dispersed_init, kept_iterations, resume, run_chain
 from pnp_imaging.samplers.kernel import Kernel, SamplerSpec, build_kernel, get_sampler, register, sampler_names
-from pnp_imaging.samplers.traces import TraceConfig
+from pnp_imaging.traces import TraceConfig
 
 __all__ = [
     "ula",

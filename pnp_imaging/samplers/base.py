@@ -30,7 +30,7 @@ from pnp_imaging import checkpoint as ckpt_mod
 from pnp_imaging import diagnostics
 from pnp_imaging._checks import check_count, check_generator
 from pnp_imaging.samplers.kernel import Kernel
-from pnp_imaging.samplers.traces import ChainRun, TraceConfig
+from pnp_imaging.traces import ChainRun, TraceConfig
 from pnp_imaging.stats import PosteriorStats
 
 __all__ = [
