@@ -154,7 +154,7 @@ def make_params(
     """Build :class:`SKROCKParams`; ``"auto"``: ``λ = 0.99/(2αL/ε + 4L_y)``, ``δ = p ℓ_s / L``
     with ``L = L_y + αL/ε [+ 1/λ]`` and ``p = fraction`` (module docstring)."""
     n_stages = check_count("n_stages", n_stages, 2)
-    fraction = ula._check_rule_inputs(fraction, step_size, lam)
+    fraction = ula.check_rule_inputs(fraction, step_size, lam)
     soft_tail = clip is not None and not projected
     lam_value, parts = ula.tail_lambda(problem, prior, lam, soft_tail=soft_tail, fraction=0.99)
     lip = None

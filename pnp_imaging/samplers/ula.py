@@ -117,11 +117,11 @@ def make_params(
     >>> f"{delta:.4e} {lam:.4e} {auto_rule(2601.0, 65025.0, projected=True)[0]:.4e}"
     '9.8329e-07 3.7316e-06 1.4639e-05'
     """
-    fraction = _check_rule_inputs(fraction, step_size, lam)
+    fraction = check_rule_inputs(fraction, step_size, lam)
     soft_tail = clip is not None and not projected
     lam_value, parts = tail_lambda(problem, prior, lam, soft_tail=soft_tail, fraction=fraction)
-    lp, ly = prior.lipschitz if step_size == "auto" else None, float(problem.data_lipschitz)
     if step_size == "auto":
+        lp, ly = prior.lipschitz, float(problem.data_lipschitz)
         if projected:
             step_size = fraction / (lp + ly)
             parts.append(f"delta={fraction}/(alpha*L/eps + L_y)")
@@ -132,11 +132,11 @@ def make_params(
             step_size = fraction / 3.0 / (lp + ly)
             parts.append(f"delta={fraction}/3/(alpha*L/eps + L_y) (no tail term)")
     rule = "manual" if not parts else (f"tutorial rule (docs/algorithms.md §pnp-ula-step): {', '.join(parts)} with "
-                                       f"alpha*L/eps={prior.lipschitz:.6g}, L_y={ly:.6g}")
+                                       f"alpha*L/eps={prior.lipschitz:.6g}, L_y={float(problem.data_lipschitz):.6g}")
     return ULAParams(step_size=float(step_size), lam=lam_value, clip=clip, projected=projected, rule=rule)
 
 
-def _check_rule_inputs(fraction, step_size, lam) -> float:
+def check_rule_inputs(fraction, step_size, lam) -> float:
     fraction = float(fraction)
     if not (0 < fraction <= 1):
         raise ValueError(f"fraction: must be in (0, 1], got {fraction}")
