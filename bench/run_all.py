@@ -1,8 +1,9 @@
 """Run every benchmark (``make bench``): ``python -m bench.run_all [--quick] [--only a,b] ...``.
 
 Each ``bench/bench_*.py`` module runs in its own subprocess (independent memory peaks, one
-failure does not stop the others). The four modules of issues 5/7 (``bench_sampler_overhead``,
-``bench_memory``, ``bench_mmse_speed``, ``bench_map``) receive ``--quick/--smoke``, ``--out``,
+failure does not stop the others). The modules in ``OURS`` (``bench_sampler_overhead``,
+``bench_memory``, ``bench_mmse_speed``, ``bench_map``, ``bench_demos``; the last ignores the
+denoiser flags, as each demo config names its prior) receive ``--quick/--smoke``, ``--out``,
 ``--denoiser``, ``--fallback``, ``--lipschitz``, ``--threads``; any other ``bench_*.py`` (e.g.
 ``bench_denoisers``, owned separately; convention: its CLI is built on
 ``bench._common.base_parser``) receives ``--quick`` / ``--smoke``, ``--out`` and ``--threads``. A summary (status, exit code, wall time, stderr tail of each) goes to
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from bench import _common as C
 
-OURS = ("bench_sampler_overhead", "bench_memory", "bench_mmse_speed", "bench_map")
+OURS = ("bench_sampler_overhead", "bench_memory", "bench_mmse_speed", "bench_map", "bench_demos")
 
 
 def discover() -> list[str]:

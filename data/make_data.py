@@ -34,6 +34,23 @@ def main() -> None:
         os.path.join(HERE, "coffee_128.png")
     )
 
+    # held-out astronaut crops (skimage.data.astronaut(), 512x512 RGB; held out from every zoo
+    # denoiser's training, see data.held_out in denoisers_zoo/recipes): the zoo's evaluation crop,
+    # rows 0:256, cols 128:384 (denoisers_zoo.evaluate.ASTRONAUT_CROP) -- gray at full resolution
+    # (skimage.color.rgb2gray, as the zoo's loader) for the 256x256 gray demos, and RGB resized
+    # to 128x128 for the colour demo. Used by bench/bench_demos.py as each demo's held-out image.
+    from skimage.color import rgb2gray
+
+    ast = skdata.astronaut()[0:256, 128:384]
+    gray = rgb2gray(ast) * 255.0
+    Image.fromarray(np.clip(np.round(gray), 0, 255).astype(np.uint8)).save(
+        os.path.join(HERE, "astronaut_gray_256.png")
+    )
+    ast128 = resize(ast, (128, 128, 3), order=1, anti_aliasing=True, preserve_range=True)
+    Image.fromarray(np.clip(np.round(ast128), 0, 255).astype(np.uint8)).save(
+        os.path.join(HERE, "astronaut_128.png")
+    )
+
     # motion kernel, 9x9, seed 0 (operators.kernels.motion_kernel defaults)
     k = motion_kernel(9, generator=torch.Generator().manual_seed(0))
     np.save(os.path.join(HERE, "kernels", "motion_9.npy"), k.numpy())
