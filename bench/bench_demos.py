@@ -30,8 +30,10 @@ Unless ``--no-readme`` (implied by ``--smoke`` or a non-default ``--out``), the 
 between ``<!-- demo-table:start -->`` and ``<!-- demo-table:end -->`` is rewritten from that JSON;
 ``--table-only`` does just that.
 
-Slow: the demo budget is 300 MAP + 300 SK-ROCK steps x 2 chains per run, about 10 minutes per
-256x256 gray run on 2 CPU cores. ``tests/test_demo_quality.py`` asserts the same criteria.
+Slow: the demo budget is 300 MAP + 300 SK-ROCK steps x 2 chains per run; measured with one torch
+thread on 2 CPU cores shared with a training job: 21-27 minutes per 256x256 gray run, 6-7 minutes
+per 128x128 colour run, so all 12 runs take about 4 hours (``--quick``: own images only, half).
+``tests/test_demo_quality.py`` asserts the same criteria.
 """
 from __future__ import annotations
 

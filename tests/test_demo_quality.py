@@ -8,7 +8,8 @@ budget and must improve on the observation by the stated margin:
 * 50 % inpainting: MMSE PSNR >= 25 dB;
 * all: at most 0.5 % of the final chain states' pixels outside [-0.1, 1.1].
 
-About 10 minutes per 256x256 gray run on 2 CPU cores. The fast tests check the criterion
+About 20-25 minutes per 256x256 gray run and 6-7 per 128x128 colour run on 2 CPU cores
+(``bench/results/bench_demos.json`` has the measured wall times). The fast tests check the criterion
 function, that every demo config has a criterion and a held-out image, and the plumbing.
 """
 from __future__ import annotations
