@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared GPU session (the `device` tool of this workplace; the project never needs it).
+# One prepared, unattended GPU run on any CUDA machine (the project never needs a GPU).
 # Jobs run ONE AFTER ANOTHER: several processes sharing one GPU without MPS time-slice it, and
 # small latency-bound jobs (a PnP chain calls the network thousands of times) then slow every
 # process down by an order of magnitude (seen 2026-11-28: all six side-by-side jobs hit their
@@ -8,14 +8,13 @@
 #   1. drunet_gray_gpu.yaml fine-tune ($GRAY_MIN minutes of training);
 #   2. drunet_rgb_gpu.yaml fine-tune ($RGB_MIN minutes);
 #   3. the demo problem with $DEMO_STEPS SK-ROCK steps from the MAP, network on the GPU
-#      (issue 5's 256x256 transient study).
-# Budget: the device tool allows 15 min per session, one machine start (~1-2 min) included;
-# the defaults sum to ~9 min of command time.
+#      (the 256x256 transient study).
+# Budget: the defaults sum to ~9 min of command time; set GRAY_MIN / RGB_MIN / DEMO_STEPS for more.
 # Device call: carry .whl (deepinv-0.5.0 and natsort wheels: `pip download --no-deps -d .whl deepinv==0.5.0
 # natsort`; not installed there), training_scratch/drunet_gray/drunet_gray.pt (stage 5) and
 # training_scratch/drunet_rgb_stage1/drunet_rgb.pt (the recipes' init_from files, sha256-checked).
-# Usage (repo root):  bash scripts/device_gpu_session.sh            # on the GPU machine
-#                     SMOKE=1 bash scripts/device_gpu_session.sh    # plumbing check on a CPU
+# Usage (repo root):  bash scripts/gpu_run.sh            # on the GPU machine
+#                     SMOKE=1 bash scripts/gpu_run.sh    # plumbing check on a CPU
 set -u
 OUT=${OUT:-runs/device_out}
 mkdir -p "$OUT" training_scratch runs
@@ -34,7 +33,7 @@ fi
 { date -u; nvidia-smi -L 2>&1; $PY -c "import torch, deepinv; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'deepinv', deepinv.__version__)"; } > "$OUT/env.txt" 2>&1
 
 pack() {  # pack NAME PATHS... -> $OUT/NAME.tgz, split into 15 MiB parts NAME.tgz.partNN above that
-  local name=$1; shift   # (the device tool returns files up to 16 MiB; rejoin with `cat NAME.tgz.part* > NAME.tgz`)
+  local name=$1; shift   # (small parts are easy to copy back; rejoin with `cat NAME.tgz.part* > NAME.tgz`)
   tar czf "$OUT/$name.tgz" "$@" 2>>"$OUT/env.txt"
   if [ "$(stat -c %s "$OUT/$name.tgz")" -gt 15728640 ]; then
     split -b 15M -d "$OUT/$name.tgz" "$OUT/$name.tgz.part" && rm "$OUT/$name.tgz"
