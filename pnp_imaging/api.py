@@ -192,7 +192,7 @@ def _versions() -> dict[str, str]:
 def _run_summary(cfg: RunConfig, parts: Components, post: Posterior, x_map, map_info) -> dict[str, Any]:
     """The run-level keys added to the sampler's summary: prior, MAP, metrics, provenance."""
     import denoisers_zoo
-    from pnp_imaging.sampling import truth_metrics
+    from pnp_imaging.metrics import psnr, ssim
 
     out: dict[str, Any] = {"denoiser": parts.denoiser_name, "seed": cfg.seed, "map": map_info,
                            "versions": _versions(), "device": "cpu",
@@ -202,8 +202,9 @@ def _run_summary(cfg: RunConfig, parts: Components, post: Posterior, x_map, map_
     card = Path(denoisers_zoo.__file__).parent / "weights" / f"{parts.denoiser_name}.md"
     if card.is_file():
         out["denoiser_card"] = card.as_uri()
-    if parts.problem.x_true is not None:
-        out.update(truth_metrics(post, parts.problem, x_map.detach().cpu() if x_map is not None else None))
+    if parts.problem.x_true is not None and x_map is not None:
+        x_true, x_map = parts.problem.x_true.detach().double().cpu(), x_map.detach().cpu()
+        out.update(psnr_map=psnr(x_map, x_true), ssim_map=ssim(x_map, x_true))
     return out
 
 

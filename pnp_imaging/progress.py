@@ -17,16 +17,17 @@ def progress_bar(total: int, desc: str, enabled: bool):
 
 
 class SamplingProgress:
-    """``on_step`` callback: advances the bar (rate, ETA) and shows a running bulk-ESS estimate of
-    the image mean, recomputed every ``every`` steps from the post-burn-in draws seen by this
-    process (after a resume: the draws since the resume)."""
+    """``on_step`` callback: moves the bar to the iteration done (after a resume the first call
+    jumps to the saved iteration) and shows a running bulk-ESS estimate of the image mean,
+    recomputed every ``every`` steps from the post-burn-in draws seen by this process (after a
+    resume: the draws since the resume)."""
 
     def __init__(self, bar, n_burnin: int, every: int = 25):
         self.bar, self.n_burnin, self.every = bar, n_burnin, every
         self.draws: list[np.ndarray] = []
 
     def __call__(self, iteration: int, state, info) -> None:
-        self.bar.update(1)
+        self.bar.update(iteration - self.bar.n)
         if iteration <= self.n_burnin:
             return
         self.draws.append(state.x.detach().mean(dim=(1, 2, 3)).double().cpu().numpy())

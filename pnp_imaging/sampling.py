@@ -100,7 +100,7 @@ def _run_chains(kernel: Kernel, problem, *, generator, n_steps, n_burnin, thin, 
                 credible_level, scales, n_projections, checkpoint, checkpoint_every, checkpoint_config, resume,
                 max_nll_rise, on_sample, progress):
     """Start (or resume) the chains and run them to the end; returns the ChainResult."""
-    from pnp_imaging.checkpoint import CheckpointConfig, load_checkpoint
+    from pnp_imaging.checkpoint import CheckpointConfig
     from pnp_imaging.progress import SamplingProgress, progress_bar
     from pnp_imaging.samplers.base import dispersed_init, resume as resume_chain, run_chain
     from pnp_imaging.traces import TraceConfig
@@ -111,8 +111,6 @@ def _run_chains(kernel: Kernel, problem, *, generator, n_steps, n_burnin, thin, 
     hooks = {"on_sample": on_sample, "on_step": SamplingProgress(bar, n_burnin) if bar else None,
              "max_nll_rise": max_nll_rise}
     if resume and checkpoint is not None and Path(checkpoint).is_file():
-        if bar:
-            bar.update(int(load_checkpoint(checkpoint)["run"]["iteration"]))
         result = resume_chain(checkpoint, kernel, generator=generator, checkpoint=ck, **hooks)
     else:
         start = (problem.initial_guess() if x0 is None else x0).to(problem.y.dtype)
@@ -169,8 +167,8 @@ def summarise(result, kernel: Kernel, problem, *, credible_level: float) -> Post
     return post
 
 
-def truth_metrics(post: Posterior, problem, x_map: torch.Tensor | None = None) -> dict[str, float]:
-    """PSNR/SSIM of the observation, MMSE (and MAP) and the coverage of the credible intervals
+def truth_metrics(post: Posterior, problem) -> dict[str, float]:
+    """PSNR/SSIM of the observation and the MMSE, and the coverage of the credible intervals,
     against ``problem.x_true`` (:mod:`pnp_imaging.metrics`)."""
     from pnp_imaging.metrics import psnr, ssim
 
@@ -181,6 +179,4 @@ def truth_metrics(post: Posterior, problem, x_map: torch.Tensor | None = None) -
     out = {"psnr_y": psnr(y, x_true) if y.shape == x_true.shape else None,
            "psnr_mmse": psnr(post.mmse, x_true), "ssim_mmse": ssim(post.mmse, x_true), "coverage": inside,
            f"coverage_{int(round(100 * level))}": inside}
-    if x_map is not None:
-        out.update(psnr_map=psnr(x_map, x_true), ssim_map=ssim(x_map, x_true))
     return out
