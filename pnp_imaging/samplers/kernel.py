@@ -24,7 +24,7 @@ from typing import Any, Callable
 __all__ = ["Kernel", "SamplerSpec", "register", "get_sampler", "sampler_names", "build_kernel"]
 
 #: modules that register the built-in families when first imported
-_BUILTIN_MODULES = ("pnp_imaging.samplers.ula", "pnp_imaging.samplers.skrock")
+_BUILTIN_MODULES = ("pnp_imaging.samplers.ula", "pnp_imaging.samplers.skrock", "pnp_imaging.samplers.exponential")
 _REGISTRY: dict[str, "SamplerSpec"] = {}
 
 
@@ -52,7 +52,12 @@ class Kernel:
         return self.step_fn(state, self.problem, self.prior, self.params, generator=generator)
 
     def config(self) -> dict:
-        params = dataclasses.asdict(self.params) if dataclasses.is_dataclass(self.params) else dict(self.params)
+        if hasattr(self.params, "describe"):  # params holding precomputed tensors describe themselves
+            params = self.params.describe()
+        elif dataclasses.is_dataclass(self.params):
+            params = dataclasses.asdict(self.params)
+        else:
+            params = dict(self.params)
         prior = self.prior
         return {
             "sampler": self.name,
