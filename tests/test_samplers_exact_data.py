@@ -41,6 +41,11 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
+def _kernel(scheme, problem, prior, fraction=None):
+    """The registered family of ``scheme`` without a box (the Gaussian targets need none)."""
+    return build_kernel(ex.SCHEMES[scheme], problem, prior, box=None, projected=False, step_fraction=fraction)
+
+
 def _run(k, x0, n_steps, g, n_burnin=100, thin=1):
     samples, on_sample = _collect()
     run_chain(k, k.init(x0), n_steps=n_steps, n_burnin=n_burnin, thin=thin, generator=g, on_sample=on_sample,
@@ -72,20 +77,24 @@ def test_refuses_operators_without_a_diagonalisation():
         assert "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize("scheme", ["euler", "lm"])
+SCHEMES = ["euler", "lm", "kinetic"]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
 def test_denoising_stationary_law(scheme):
     """Identity operator, δ = 0.9/(prior bound): Euler has the predicted variance (biased above
-    the posterior's, detected), LM the exact one."""
+    the posterior's, detected), LM and kinetic (BAOAB) the exact one."""
     gs = Gaussian(hw=16, seed=4)
-    params = ex.make_params(gs.problem, gs.prior, scheme=scheme, clip=None, projected=False, fraction=0.9)
+    k = _kernel(scheme, gs.problem, gs.prior, 0.9)
+    params = k.params
     g = torch.Generator().manual_seed(5)
-    draws = _run(ex.kernel(gs.problem, gs.prior, params), dispersed_init(gs.mean, 4, spread=0.05, generator=g), 2100, g)
+    draws = _run(k, dispersed_init(gs.mean, 4, spread=0.05, generator=g), 2100, g)
     hp, h = 1 / (gs.s2 + gs.eps), 1 / gs.sigma**2
     if scheme == "euler":
         v = float(ex.euler_stationary_variance(h, hp, params.step_size))
         _check_gaussian_moments(draws, gs.mean, v, var_other=gs.post_var)
     else:
-        _check_gaussian_moments(draws, gs.mean, gs.post_var)
+        _check_gaussian_moments(draws, gs.mean, gs.post_var, antithetic=scheme == "kinetic")
 
 
 def _stationary_blur_problem(hw=16, sigma=0.02, eps=0.01, seed=7):
@@ -111,7 +120,7 @@ def _half_plane(hw):
     return half
 
 
-@pytest.mark.parametrize("scheme", ["euler", "lm"])
+@pytest.mark.parametrize("scheme", SCHEMES)
 def test_blur_per_fourier_mode(scheme):
     """Circular blur + stationary Gaussian prior at the auto step: per Fourier mode the empirical
     variance matches the scheme's closed form; the exact posterior mean (per mode: the data and
@@ -119,12 +128,12 @@ def test_blur_per_fourier_mode(scheme):
     prior-dominated modes is predicted and detected; for LM it is absent."""
     problem, prior, h, hp, _ = _stationary_blur_problem()
     hw = h.shape[-1]
-    params = ex.make_params(problem, prior, scheme=scheme, clip=None, projected=False)
+    k = _kernel(scheme, problem, prior)
+    params = k.params
     yk = torch.fft.fft2(problem.operator.A_adjoint(problem.y))[0, 0] / problem.noise.sigma**2
     mean = torch.fft.ifft2((yk + hp * torch.fft.fft2(torch.full((hw, hw), 0.5, dtype=torch.float64))) / (h + hp)).real
     g = torch.Generator().manual_seed(3)
-    draws = _run(ex.kernel(problem, prior, params), dispersed_init(mean[None, None], 4, spread=0.02, generator=g),
-                 4100, g, thin=2)
+    draws = _run(k, dispersed_init(mean[None, None], 4, spread=0.02, generator=g), 4100, g, thin=2)
     z = (draws.mean(axis=(0, 1)) - mean.reshape(-1).numpy()) / diagnostics.mcse_mean(draws)
     assert np.max(np.abs(z)) < Z_MAX
     xs = torch.from_numpy(draws).reshape(-1, hw, hw) - mean
@@ -142,7 +151,7 @@ def test_blur_per_fourier_mode(scheme):
         assert abs(r_post.mean() - 1) < Z_MAX * se
 
 
-@pytest.mark.parametrize("scheme", ["euler", "lm"])
+@pytest.mark.parametrize("scheme", SCHEMES)
 def test_inpainting_per_pixel(scheme):
     """50 % random inpainting, isotropic prior: missing pixels (h = 0) and observed ones
     (h = 1/σ²) each have the scheme's closed-form variance and the exact mean."""
@@ -150,12 +159,12 @@ def test_inpainting_per_pixel(scheme):
     g = torch.Generator().manual_seed(8)
     mask = random_mask((1, 16, 16), 0.5, generator=g)
     problem = Problem(operator=Inpainting(mask), noise=GaussianNoise(gs.sigma), y=gs.problem.y * mask)
-    params = ex.make_params(problem, gs.prior, scheme=scheme, clip=None, projected=False, fraction=0.9)
+    k = _kernel(scheme, problem, gs.prior, 0.9)
+    params = k.params
     hp, m = 1 / (gs.s2 + gs.eps), mask.to(torch.float64).reshape(-1)
     h = m / gs.sigma**2
     mean = (problem.y.reshape(-1) / gs.sigma**2 * m + hp * gs.m0) / (h + hp)
-    draws = _run(ex.kernel(problem, gs.prior, params), dispersed_init(mean.reshape(1, 1, 16, 16), 4, spread=0.05,
-                                                                       generator=g), 3100, g)
+    draws = _run(k, dispersed_init(mean.reshape(1, 1, 16, 16), 4, spread=0.05, generator=g), 3100, g)
     z = (draws.mean(axis=(0, 1)) - mean.numpy()) / diagnostics.mcse_mean(draws)
     assert np.max(np.abs(z)) < Z_MAX
     v = torch.from_numpy(draws.reshape(-1, 256).var(axis=0, ddof=1))

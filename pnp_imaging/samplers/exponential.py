@@ -54,8 +54,8 @@ __all__ = ["ExpOptions", "ExpParams", "ExpState", "DataFlow", "phi1", "make_para
            "euler_stationary_variance", "SCHEMES"]
 
 #: scheme name -> registered sampler name
-SCHEMES = {"euler": "pnp-ula-exp", "lm": "pnp-lm-exp"}
-_DEFAULT_FRACTION = {"euler": 0.5, "lm": 0.9}
+SCHEMES = {"euler": "pnp-ula-exp", "lm": "pnp-lm-exp", "kinetic": "pnp-kinetic-exp"}
+_DEFAULT_FRACTION = {"euler": 0.5, "lm": 0.9, "kinetic": 0.9}
 
 
 class ExpState(NamedTuple):
@@ -91,8 +91,10 @@ class DataFlow:
         gain = step_size * phi1(step_size * h)
         if scheme == "euler":
             noise = torch.sqrt(2.0 * step_size * phi1(2.0 * step_size * h))
-        else:
+        elif scheme == "lm":
             noise = torch.sqrt(gain / 2.0)
+        else:  # kinetic: the velocity's covariance M^{1/2}
+            noise = torch.sqrt(gain)
         return cls(spectrum, gain, noise)
 
 
@@ -108,22 +110,25 @@ class ExpParams:
     clip: tuple[float, float] | None = (-1.0, 2.0)
     projected: bool = True
     rule: str = "manual"
+    friction: float | None = None
     flow: DataFlow | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if self.scheme not in SCHEMES:
             raise ValueError(f"scheme: must be one of {sorted(SCHEMES)}, got {self.scheme!r}")
         check_box_params(self, SCHEMES[self.scheme])
+        if self.scheme == "kinetic":
+            object.__setattr__(self, "friction", check_positive("friction", self.friction))
 
     def describe(self) -> dict:
         """JSON-able description (checkpoints, reports)."""
-        return {"step_size": self.step_size, "scheme": self.scheme, "lam": self.lam,
+        return {"step_size": self.step_size, "scheme": self.scheme, "lam": self.lam, "friction": self.friction,
                 "clip": None if self.clip is None else list(self.clip), "projected": self.projected, "rule": self.rule}
 
 
 def make_params(problem, prior, *, scheme: str, step_size: float | str = "auto", lam: float | str = "auto",
                 clip: tuple[float, float] | None = (-1.0, 2.0), projected: bool = True,
-                fraction: float | None = None) -> ExpParams:
+                fraction: float | None = None, friction: float | None = None) -> ExpParams:
     """Resolve ``"auto"`` by the prior-only rule ``δ = fraction/(αL/ε [+ 1/λ])`` (module
     docstring), build the exact data flow (refused in one line when H has no diagonalisation)."""
     fraction = _DEFAULT_FRACTION.get(scheme, 0.5) if fraction is None else float(fraction)
@@ -139,7 +144,7 @@ def make_params(problem, prior, *, scheme: str, step_size: float | str = "auto",
         parts.append(f"delta={fraction}/(alpha*L/eps{' + 1/lam' if soft else ''}) with alpha*L/eps={prior.lipschitz:.6g}")
     rule = "manual" if not parts else "prior-only rule (docs/algorithms.md §likelihood-exact): " + ", ".join(parts)
     flow = DataFlow.build(problem, float(step_size), scheme)
-    return ExpParams(float(step_size), scheme, lam_value, clip, projected, rule, flow)
+    return ExpParams(float(step_size), scheme, lam_value, clip, projected, rule, friction, flow)
 
 
 def init(x0: torch.Tensor, problem, prior, params: ExpParams) -> ExpState:
@@ -208,6 +213,10 @@ def _builder(scheme: str):
 
 
 register(SamplerSpec(SCHEMES["euler"], "PnP-ULA with the data term's OU flow integrated exactly (stochastic exponential Euler)",
-                     ExpOptions, _builder("euler")))
+                     ExpOptions, _builder("euler"),
+                     bias="Exact on data-dominated directions; the variance of prior-dominated directions is inflated by "
+                          "1/(1 - delta*h_p/2), at most 1.33 at the default step (docs/algorithms.md §likelihood-exact)."))
 register(SamplerSpec(SCHEMES["lm"], "likelihood-exact PnP Langevin with Leimkuhler–Matthews noise (exact on Gaussian targets)",
-                     ExpOptions, _builder("lm")))
+                     ExpOptions, _builder("lm"),
+                     bias="Exact mean and covariance on Gaussian targets at any stable step; second order in the step "
+                          "otherwise (docs/algorithms.md §likelihood-exact)."))

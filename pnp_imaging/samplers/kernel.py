@@ -24,7 +24,8 @@ from typing import Any, Callable
 __all__ = ["Kernel", "SamplerSpec", "register", "get_sampler", "sampler_names", "build_kernel"]
 
 #: modules that register the built-in families when first imported
-_BUILTIN_MODULES = ("pnp_imaging.samplers.ula", "pnp_imaging.samplers.skrock", "pnp_imaging.samplers.exponential")
+_BUILTIN_MODULES = ("pnp_imaging.samplers.ula", "pnp_imaging.samplers.skrock", "pnp_imaging.samplers.exponential",
+                    "pnp_imaging.samplers.kinetic")
 _REGISTRY: dict[str, "SamplerSpec"] = {}
 
 
@@ -78,6 +79,7 @@ class SamplerSpec:
     ``name``: the one name used by the config (``sampler.type``), the code and the report.
     ``options``: frozen dataclass of user options with defaults. ``build(problem, prior,
     options) -> Kernel``. ``independent``: steps give independent draws (no burn-in needed).
+    ``bias``: one sentence stating the family's known discretisation bias (shown in reports).
     """
 
     name: str
@@ -85,6 +87,7 @@ class SamplerSpec:
     options: type
     build: Callable[[Any, Any, Any], Kernel]
     independent: bool = False
+    bias: str = ""
 
     def option_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(self.options))
