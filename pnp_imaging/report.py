@@ -265,7 +265,19 @@ def _header(s: dict) -> list[str]:
         f"<p>Sampler <b>{_fmt(s.get('sampler'))}</b>, denoiser <b>{_fmt(s.get('denoiser'))}</b>, "
         f"{_fmt(s.get('n_kept'))} kept samples × {_fmt(s.get('chains'))} chains, step size δ = {_fmt(s.get('step_size'))}, "
         f"wall time {_fmt(s.get('wall_s'))} s.</p>",
+        *_bias_sentence(s.get("sampler")),
     ]
+
+
+def _bias_sentence(name) -> list[str]:
+    """The sampler family's known discretisation bias (``SamplerSpec.bias``), one sentence."""
+    from pnp_imaging.samplers import get_sampler
+
+    try:
+        bias = get_sampler(str(name)).bias
+    except ValueError:
+        return []
+    return [f"<p><i>Known discretisation bias of {html.escape(str(name))}:</i> {html.escape(bias)}</p>"] if bias else []
 
 
 def _verdict_section(s: dict) -> list[str]:
