@@ -27,6 +27,7 @@ from operators.inpainting import Inpainting, random_mask
 from operators.kernels import gaussian_kernel
 from operators.noise import GaussianNoise, PoissonNoise
 from pnp_imaging import diagnostics, sample
+from pnp_imaging.config import AUTO_SAMPLERS
 from pnp_imaging.priors import ScorePrior
 from pnp_imaging.problem import Problem
 from pnp_imaging.samplers import TraceConfig, build_kernel, dispersed_init, run_chain
@@ -213,13 +214,14 @@ def _coverage_problem(kind, g):
 
 
 @pytest.mark.parametrize("kind", ["denoising", "inpainting", "blur"])
-def test_lm_credible_intervals_are_calibrated(kind):
-    """The public API with ``pnp-lm-exp`` at its auto step: the 90 % intervals cover the truths
-    (drawn from the prior the sampler targets) at a rate in [0.87, 0.93] (binomial sd 0.009
-    over 1024 pixels)."""
+@pytest.mark.parametrize("sampler", [AUTO_SAMPLERS["exact"], "pnp-lm-exp"])
+def test_credible_intervals_are_calibrated(kind, sampler):
+    """The default sampler (what ``sampler.type: auto`` picks here) and LM at their auto steps
+    through the public API: the 90 % intervals cover the truths (drawn from the prior the
+    sampler targets) at a rate in [0.87, 0.93] (binomial sd 0.009 over 1024 pixels)."""
     g = torch.Generator().manual_seed(11)
     problem, prior, x_true = _coverage_problem(kind, g)
-    post = sample(problem, prior, "pnp-lm-exp", generator=g, n_steps=3000, n_burnin=200, chains=4,
+    post = sample(problem, prior, sampler, generator=g, n_steps=3000, n_burnin=200, chains=4,
                   x0=problem.initial_guess(), box=None, projected=False)
     cover = ((x_true >= post.lower) & (x_true <= post.upper)).double().mean().item()
     assert 0.87 <= cover <= 0.93, cover
