@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
             "step_fraction": 1.0},
     "estimates": {"credible_level": 0.9, "scales": [1, 2, 4, 8], "n_projections": 4},
     "checkpoint_every": 500,
-    "mismatch": None,  # optional: {denoiser: other zoo name, operator: {...}, n_states: int}
+    "mismatch": None,  # optional: {denoiser: other zoo name, operator: {...}, n_states: int, run_other: bool}
     "device": "auto",
     "dtype": "float32",
 }
@@ -201,17 +201,20 @@ class EstimatesConfig:
 
 @dataclass(frozen=True)
 class MismatchConfig:
-    """Which second model the mismatch analysis compares with (``pnp_imaging.mismatch``)."""
+    """Which second model the mismatch analysis compares with (``pnp_imaging.mismatch``):
+    ``denoiser`` (zoo name) and/or ``operator`` (operator section), ``n_states`` chain states
+    used for the estimates, ``run_other``: also sample with the second model."""
 
     denoiser: str | None
     operator: Any
     n_states: int
+    run_other: bool = False
 
     @classmethod
     def from_dict(cls, d: dict | None, base_dir: Path) -> "MismatchConfig | None":
         if d is None:
             return None
-        _check_keys(d, {"denoiser": None, "operator": None, "n_states": None}, "mismatch.")
+        _check_keys(d, {"denoiser": None, "operator": None, "n_states": None, "run_other": None}, "mismatch.")
         name = d.get("denoiser")
         if name is not None:
             import denoisers_zoo
@@ -224,7 +227,10 @@ class MismatchConfig:
         if name is None and operator is None:
             _fail("mismatch", "give 'denoiser' (a second zoo model) and/or 'operator' (a second forward model)")
         n_states = _int("mismatch.n_states", d.get("n_states") or 64, 1)
-        return cls(name, operator, n_states)
+        run_other = d.get("run_other", False)
+        if not isinstance(run_other, bool):
+            _fail("mismatch.run_other", f"must be true or false, got {run_other!r}")
+        return cls(name, operator, n_states, run_other)
 
 
 @dataclass(frozen=True)
