@@ -225,3 +225,21 @@ def test_credible_intervals_are_calibrated(kind, sampler):
                   x0=problem.initial_guess(), box=None, projected=False)
     cover = ((x_true >= post.lower) & (x_true <= post.upper)).double().mean().item()
     assert 0.87 <= cover <= 0.93, cover
+
+
+@pytest.mark.parametrize("name", ["pnp-lm-exp", "pnp-kinetic-exp"])
+def test_rebind_rebuilds_the_data_flow_for_another_operator(name):
+    """A mismatched operator (the mismatch analysis' second chain) keeps δ and gets its own flow."""
+    gs = Gaussian(hw=16)
+
+    def blur_problem(std):
+        op = Blur(gaussian_kernel(7, std), boundary="circular", image_shape=(1, 16, 16))
+        return Problem(operator=op, noise=GaussianNoise(0.05), y=gs.problem.y)
+
+    k1 = build_kernel(name, blur_problem(1.0), gs.prior)
+    problem2 = blur_problem(2.0)
+    k2 = k1.rebind(problem2, gs.prior)
+    fresh = build_kernel(name, problem2, gs.prior, step_size=k1.params.step_size)
+    assert k2.params.step_size == k1.params.step_size and k2.problem is problem2
+    torch.testing.assert_close(k2.params.flow.drift_gain, fresh.params.flow.drift_gain)
+    assert not torch.allclose(k2.params.flow.drift_gain, k1.params.flow.drift_gain)

@@ -131,7 +131,7 @@ def run_other_chain(setup: MismatchSetup, parts, kernel, cfg, *, x0, generator_s
 
     problem2 = setup.problem2 if setup.problem2 is not None else parts.problem
     prior2 = setup.prior2 if setup.prior2 is not None else parts.prior
-    k2 = dataclasses.replace(kernel, problem=problem2, prior=prior2)
+    k2 = kernel.rebind(problem2, prior2)
     gen = torch.Generator()
     gen.set_state(generator_state)
     s, e = cfg.sampler, cfg.estimates

@@ -40,6 +40,7 @@ One denoiser call per step, like PnP-ULA; the extra cost is one FFT pair (blur) 
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -167,7 +168,13 @@ def step(state: ExpState, problem, prior, params: ExpParams, *, generator: torch
 
 def kernel(problem, prior, params: ExpParams) -> Kernel:
     """Bind a likelihood-exact scheme to a problem and a prior."""
-    return Kernel(SCHEMES[params.scheme], problem, prior, params, init, step, ExpState)
+    return Kernel(SCHEMES[params.scheme], problem, prior, params, init, step, ExpState, rebind)
+
+
+def rebind(k: Kernel, problem, prior) -> Kernel:
+    """``k`` with the same δ and box on another problem: the data flow is rebuilt for its operator."""
+    params = dataclasses.replace(k.params, flow=DataFlow.build(problem, k.params.step_size, k.params.scheme))
+    return dataclasses.replace(k, problem=problem, prior=prior, params=params)
 
 
 def euler_stationary_variance(h, h_prior, step_size):

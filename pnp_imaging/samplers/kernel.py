@@ -45,6 +45,15 @@ class Kernel:
     init_fn: Callable
     step_fn: Callable
     state_type: type
+    #: optional ``rebind_fn(kernel, problem, prior) -> Kernel`` for params derived from the problem
+    rebind_fn: Callable | None = None
+
+    def rebind(self, problem, prior) -> "Kernel":
+        """The same sampler and parameters (step size, box, ...) bound to another problem/prior
+        (e.g. a mismatched model); params precomputed from the problem are rebuilt."""
+        if self.rebind_fn is not None:
+            return self.rebind_fn(self, problem, prior)
+        return dataclasses.replace(self, problem=problem, prior=prior)
 
     def init(self, x0):
         return self.init_fn(x0, self.problem, self.prior, self.params)

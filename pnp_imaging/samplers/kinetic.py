@@ -79,7 +79,7 @@ def step(state: KineticState, problem, prior, params, *, generator: torch.Genera
 
 def kernel(problem, prior, params) -> Kernel:
     """Bind the kinetic scheme to a problem and a prior."""
-    return Kernel(SPEC_NAME, problem, prior, params, init, step, KineticState)
+    return Kernel(SPEC_NAME, problem, prior, params, init, step, KineticState, ex.rebind)
 
 
 @dataclass(frozen=True)
