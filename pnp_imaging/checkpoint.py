@@ -40,7 +40,7 @@ __all__ = [
     "FORMAT_VERSION",
 ]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: exit status a command-line tool should use for a run stopped by Ctrl-C (128 + SIGINT)
 EXIT_INTERRUPTED = 130
 
@@ -99,6 +99,8 @@ def save_run(cfg: CheckpointConfig, kernel, run: ChainRun, generator: torch.Gene
             "shape": list(run.stats.shape),
             "probs": list(run.stats.probs),
             "scales": list(run.stats.scales),
+            "quantiles": run.stats.quantile_method,
+            "reservoir": run.stats.reservoir.capacity,
         },
         "stats": run.stats.state_dict(),
         "trace_config": run.trace.to_dict(),
@@ -158,7 +160,8 @@ def load_run(path: str | Path, kernel, *, generator: torch.Generator, stats: Pos
                                  for k, v in payload["state"].items()})
     sm = payload["stats_meta"]
     if stats is None:
-        stats = PosteriorStats(sm["shape"], probs=sm["probs"], scales=sm["scales"], device=device)
+        stats = PosteriorStats(sm["shape"], probs=sm["probs"], scales=sm["scales"], device=device,
+                               quantiles=sm["quantiles"], reservoir=sm["reservoir"])
     stats.load_state_dict(payload["stats"])
     run = ChainRun(state, total, meta["n_burnin"], meta["thin"], stats, TraceConfig(**payload["trace_config"]))
     if list(run.names) != list(payload["trace_names"]):
