@@ -90,6 +90,7 @@ def save_run(cfg: CheckpointConfig, kernel, run: ChainRun, generator: torch.Gene
             "thin": run.thin,
             "iteration": run.iteration,
             "n_kept": run.n_kept,
+            "elapsed_s": run.elapsed_s,
         },
         "state_type": type(state).__name__,
         "state": {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in state._asdict().items()},
@@ -166,7 +167,7 @@ def load_run(path: str | Path, kernel, *, generator: torch.Generator, stats: Pos
     run = ChainRun(state, total, meta["n_burnin"], meta["thin"], stats, TraceConfig(**payload["trace_config"]))
     if list(run.names) != list(payload["trace_names"]):
         raise ValueError("checkpoint: trace layout differs from this version's; start a new run")
-    run.iteration, run.n_kept = meta["iteration"], meta["n_kept"]
+    run.iteration, run.n_kept, run.elapsed_s = meta["iteration"], meta["n_kept"], float(meta["elapsed_s"])
     run.traces[: run.iteration] = payload["traces"]
     _restore_slow(run, payload, device)
     generator.set_state(payload["generator_state"])
