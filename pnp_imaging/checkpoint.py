@@ -102,6 +102,7 @@ def save_run(cfg: CheckpointConfig, kernel, run: ChainRun, generator: torch.Gene
             "scales": list(run.stats.scales),
             "quantiles": run.stats.quantile_method,
             "reservoir": run.stats.reservoir.capacity,
+            "quantile_every": run.stats.quantile_every,
         },
         "stats": run.stats.state_dict(),
         "trace_config": run.trace.to_dict(),
@@ -162,7 +163,8 @@ def load_run(path: str | Path, kernel, *, generator: torch.Generator, stats: Pos
     sm = payload["stats_meta"]
     if stats is None:
         stats = PosteriorStats(sm["shape"], probs=sm["probs"], scales=sm["scales"], device=device,
-                               quantiles=sm["quantiles"], reservoir=sm["reservoir"])
+                               quantiles=sm["quantiles"], reservoir=sm["reservoir"],
+                               quantile_every=sm["quantile_every"])
     stats.load_state_dict(payload["stats"])
     run = ChainRun(state, total, meta["n_burnin"], meta["thin"], stats, TraceConfig(**payload["trace_config"]))
     if list(run.names) != list(payload["trace_names"]):

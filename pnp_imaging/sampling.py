@@ -130,7 +130,8 @@ def _run_chains(kernel: Kernel, problem, *, generator, n_steps, n_burnin, thin, 
         start = (problem.initial_guess() if x0 is None else x0).to(problem.y.dtype)
         x = dispersed_init(start.reshape(1, *start.shape[1:]), chains, spread=init_spread, generator=generator)
         probs = ((1.0 - credible_level) / 2.0, (1.0 + credible_level) / 2.0)
-        stats = PosteriorStats(tuple(x.shape), probs=probs, scales=scales, device=x.device)
+        stats = PosteriorStats(tuple(x.shape), probs=probs, scales=scales, device=x.device,
+                               quantile_every=_quantile_every(kernel, thin))
         result = run_chain(kernel, kernel.init(x), n_steps=n_steps, n_burnin=n_burnin, thin=thin,
                            generator=generator, stats=stats, checkpoint=ck,
                            trace=TraceConfig(n_random=n_projections), **hooks)
@@ -140,6 +141,13 @@ def _run_chains(kernel: Kernel, problem, *, generator, n_steps, n_burnin, thin, 
         where = f"; checkpoint saved in {Path(checkpoint).parent}. Continue with --resume" if checkpoint else ""
         raise SamplingInterrupted(f"interrupted at iteration {result.n_done}{where}")
     return result
+
+
+def _quantile_every(kernel: Kernel, thin: int) -> int:
+    """Feed P² every 4th iteration (``docs/algorithms.md §streaming-stats``: on correlated draws
+    cheaper and more accurate than every draw), i.e. every ``max(1, 4 // thin)``-th kept draw;
+    every draw for families with independent draws."""
+    return 1 if get_sampler(kernel.name).independent else max(1, 4 // thin)
 
 
 def _finite(values, pick):

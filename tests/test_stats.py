@@ -191,7 +191,7 @@ def test_multiscale_std_of_block_means():
 
 def test_posterior_stats_bundle_and_state():
     g = torch.Generator().manual_seed(3)
-    ps = PosteriorStats((3, 1, 4, 4), probs=(0.05, 0.95), scales=(1, 2))
+    ps = PosteriorStats((3, 1, 4, 4), probs=(0.05, 0.95), scales=(1, 2), quantile_every=1)  # iid draws
     samples = []
     for _ in range(400):
         x = 0.5 + 0.1 * torch.randn(3, 1, 4, 4, generator=g)
@@ -206,7 +206,7 @@ def test_posterior_stats_bundle_and_state():
     assert torch.all((lo - (0.5 - 1.645 * 0.1)).abs() < 0.03)
     assert torch.all((hi - (0.5 + 1.645 * 0.1)).abs() < 0.03)
     assert set(ps.multiscale_std()) == {1, 2}
-    clone = PosteriorStats((3, 1, 4, 4), probs=(0.05, 0.95), scales=(1, 2))
+    clone = PosteriorStats((3, 1, 4, 4), probs=(0.05, 0.95), scales=(1, 2), quantile_every=1)
     clone.load_state_dict(ps.state_dict())
     x = torch.randn(3, 1, 4, 4, generator=g)
     ps.update(x)
@@ -278,29 +278,46 @@ def test_mcse_of_the_mmse_on_ar1_matches_the_truth():
     assert np.median(iid) / truth < 0.3  # what the old mcse_mmse_max used
 
 
-@pytest.mark.parametrize("phi, p2_worse_than", [(0.9, 1.25), (0.99, 1.08)])
-def test_p2_vs_reservoir_on_ar1(phi, p2_worse_than):
-    """P²'s share of the error grows for correlated draws: on AR(1) draws (2 chains x 2000,
-    4000 pixels) its RMS error at p = 0.05 / 0.95 is > 1.25x (phi = 0.9; measured 1.5-1.7) and
-    > 1.08x (phi = 0.99; measured 1.18-1.20) that of the exact sample quantile of the same draws.
-    The reservoir's exact quantiles of 128 thinned draws lose ~2x at phi = 0.9 (ESS ~ 210 > 128
-    draws kept) and win at phi = 0.99 (ESS ~ 20: measured 1.05x). The RMS ratios have a Monte
-    Carlo error of ~2 % over 4000 pixels."""
+@pytest.mark.parametrize("phi", [0.0, 0.9, 0.99])
+def test_quantile_accuracy_on_ar1(phi):
+    """RMS error of the 5 % / 95 % quantiles relative to that of the exact sample quantile of all
+    the draws (2 chains x 2000 AR(1) draws, 4000 pixels; the ratios have a Monte Carlo error of
+    ~2-3 %). Measured (seed 1, mean of the two probabilities): P² on every draw 1.15 / 1.66 / 1.21
+    at phi = 0 / 0.9 / 0.99 (its share of the error *grows* for correlated draws); P² on every 4th
+    draw (the default) 2.25 / 1.27 / 1.16; exact quantiles of a 64-slot reservoir 5.6 / 1.93 / 1.06.
+    The asserted bounds sit between the measured figures."""
     n, chains, d = 2000, 2, 4000
     x = _ar1(n, (chains, 1, 1, d), phi, seed=2)
     xt = torch.from_numpy(x)
-    p2 = PosteriorStats((chains, 1, 1, d), scales=(1,))
-    res = PosteriorStats((chains, 1, 1, d), scales=(1,), quantiles="reservoir", reservoir=64)
+    kinds = {"p2_all": dict(quantile_every=1), "p2_4": dict(quantile_every=4),
+             "reservoir": dict(quantiles="reservoir", reservoir=64)}
+    stats = {k: PosteriorStats((chains, 1, 1, d), scales=(1,), **kw) for k, kw in kinds.items()}
     for t in range(n):
-        p2.update(xt[t])
-        res.update(xt[t])
-    exact = np.quantile(x.reshape(-1, d), [0.05, 0.95], axis=0)
+        for ps in stats.values():
+            ps.update(xt[t])
     truth = sst.norm.ppf([0.05, 0.95])[:, None]
     rms = lambda q: np.sqrt(np.mean((q - truth) ** 2, axis=1))  # noqa: E731
-    r_p2 = rms(np.stack([q.reshape(-1).numpy() for q in p2.credible_interval()])) / rms(exact)
-    r_res = rms(np.stack([q.reshape(-1).numpy() for q in res.credible_interval()])) / rms(exact)
-    assert np.all(r_p2 > p2_worse_than), r_p2
-    if phi == 0.99:
-        assert np.all(r_res < r_p2) and np.all(r_res < 1.12), (r_res, r_p2)
+    exact = rms(np.quantile(x.reshape(-1, d), [0.05, 0.95], axis=0))
+    r = {k: float(np.mean(rms(np.stack([q.reshape(-1).numpy() for q in ps.credible_interval()])) / exact))
+         for k, ps in stats.items()}
+    if phi == 0.0:  # independent draws: every draw counts; thinning costs accuracy (the documented trade)
+        assert r["p2_all"] < 1.3 and r["p2_4"] > 1.8 and r["reservoir"] > 4, r
+    elif phi == 0.9:
+        assert r["p2_all"] > 1.45 and r["p2_4"] < 1.4 and r["p2_4"] < r["p2_all"] - 0.2, r
     else:
-        assert np.all(r_res > r_p2), (r_res, r_p2)
+        assert 1.1 < r["p2_all"] < 1.3 and r["p2_4"] < r["p2_all"] + 0.03 and r["reservoir"] < 1.12, r
+
+
+def test_p2_is_fed_every_k_th_kept_draw():
+    g = torch.Generator().manual_seed(5)
+    xs = torch.randn(50, 2, 1, 3, 3, generator=g, dtype=torch.float64)
+    ps = PosteriorStats((2, 1, 3, 3), scales=(1,), quantile_every=4)
+    ref = P2Quantiles((1, 3, 3), (0.05, 0.95))
+    for i, x in enumerate(xs, start=1):
+        ps.update(x)
+        if i % 4 == 0:
+            ref.update(x)
+    assert ps.quantile_estimator.count == ref.count == 24
+    lo, hi = ps.credible_interval()
+    assert torch.equal(lo[0], torch.from_numpy(ref.quantiles()[0])) and torch.equal(hi[0], torch.from_numpy(ref.quantiles()[1]))
+    torch.testing.assert_close(ps.mmse()[0], xs.mean(dim=(0, 1)), rtol=1e-12, atol=1e-12)  # moments: every draw
