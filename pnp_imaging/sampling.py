@@ -121,7 +121,8 @@ def _run_chains(kernel: Kernel, problem, *, generator, n_steps, n_burnin, thin, 
 
     ck = CheckpointConfig(checkpoint, checkpoint_every, checkpoint_config) if checkpoint is not None else None
     bar = progress_bar(n_steps, f"sampling ({kernel.name})", progress)
-    monitor = ConvergenceMonitor(rule) if (rule is not None or bar) else None
+    shown = bar is not None and not getattr(bar, "disable", False)  # no checks for a bar nobody sees
+    monitor = ConvergenceMonitor(rule) if (rule is not None or shown) else None
     hooks = {"on_sample": on_sample, "on_step": SamplingProgress(bar, monitor) if bar else None,
              "max_nll_rise": max_nll_rise, "monitor": monitor}
     if resume and checkpoint is not None and Path(checkpoint).is_file():

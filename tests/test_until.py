@@ -146,3 +146,19 @@ def test_report_says_how_the_run_stopped():
     assert "stopped on budget</b> (iterations" in _stop_line({"stop": {**base, "reason": "n_steps"}})[0]
     assert _stop_line({"stop": {**base, "reason": "n_steps", "until": None}}) == []
     assert np.isnan(running_figures({"a": {"ess_bulk": np.nan, "ess_tail": 3.0, "rhat": 1.0}})[0])
+
+
+def test_run_from_config_reports_the_stop(tmp_path):
+    """``pnp_imaging.run`` passes ``sampler.until`` through: the summary and the HTML report say
+    how the run ended (here on budget: a tiny image cannot reach ESS 1e6 in 12 steps)."""
+    import json
+
+    import pnp_imaging
+    from test_cli import _tiny_config
+
+    cfg = _tiny_config(tmp_path, n_steps=12, until={"ess": 1e6, "check_every": 2})
+    post = pnp_imaging.run(str(cfg), out_dir=tmp_path / "out", progress=False)
+    stop = json.loads((tmp_path / "out" / "summary.json").read_text())["stop"]
+    assert stop["reason"] == "n_steps" and stop["iterations"] == 12 and stop["until"]["ess"] == 1e6
+    assert post.summary["stop"] == stop
+    assert "stopped on budget</b> (iterations" in (tmp_path / "out" / "report.html").read_text()
