@@ -53,7 +53,8 @@ def sample(problem, prior, sampler: str | Kernel = "skrock", *, generator: torch
             multi-scale std, number of random projections traced for the diagnostics.
         checkpoint, checkpoint_every, checkpoint_config: a checkpoint file written atomically
             every ``checkpoint_every`` steps, at the end and on Ctrl-C (``checkpoint_config`` is
-            stored in it); ``resume=True`` continues it bit-exactly.
+            stored in it); ``resume=True`` continues it bit-exactly (up to ``n_steps``, which may
+            exceed the saved run's).
         max_nll_rise: divergence guard (``docs/algorithms.md §divergence-guards``; None: off).
         on_sample: ``on_sample(index, state)`` for each kept draw.
         progress: show a progress bar (iterations, running min ESS / max R̂ of the traced
@@ -126,7 +127,8 @@ def _run_chains(kernel: Kernel, problem, *, generator, n_steps, n_burnin, thin, 
     hooks = {"on_sample": on_sample, "on_step": SamplingProgress(bar, monitor) if bar else None,
              "max_nll_rise": max_nll_rise, "monitor": monitor}
     if resume and checkpoint is not None and Path(checkpoint).is_file():
-        result = resume_chain(checkpoint, kernel, generator=generator, checkpoint=ck, **hooks)
+        # n_steps may exceed the saved cap: a run stopped on budget continues with a larger one
+        result = resume_chain(checkpoint, kernel, generator=generator, checkpoint=ck, n_steps=n_steps, **hooks)
     else:
         start = (problem.initial_guess() if x0 is None else x0).to(problem.y.dtype)
         x = dispersed_init(start.reshape(1, *start.shape[1:]), chains, spread=init_spread, generator=generator)

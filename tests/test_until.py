@@ -162,3 +162,15 @@ def test_run_from_config_reports_the_stop(tmp_path):
     assert stop["reason"] == "n_steps" and stop["iterations"] == 12 and stop["until"]["ess"] == 1e6
     assert post.summary["stop"] == stop
     assert "stopped on budget</b> (iterations" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_sample_stopped_on_budget_resumes_with_a_larger_cap(tmp_path):
+    problem, prior = _gaussian()
+    kw = dict(n_burnin=50, chains=2, until=RULE, checkpoint=tmp_path / "ck.pt")
+    ref = sample(problem, prior, "skrock", n_steps=5000, generator=torch.Generator().manual_seed(1), **kw)
+    n = ref.summary["stop"]["iterations"]
+    short = sample(problem, prior, "skrock", n_steps=n // 2, generator=torch.Generator().manual_seed(1), **kw)
+    assert short.summary["stop"]["reason"] == "n_steps"
+    more = sample(problem, prior, "skrock", n_steps=5000, generator=torch.Generator().manual_seed(1), resume=True, **kw)
+    assert more.summary["stop"]["reason"] == "converged" and more.summary["stop"]["iterations"] == n
+    assert torch.equal(more.mmse, ref.mmse) and torch.equal(more.upper, ref.upper)
