@@ -53,8 +53,7 @@ def sample(problem, prior, sampler: str | Kernel = "skrock", *, generator: torch
             multi-scale std, number of random projections traced for the diagnostics.
         checkpoint, checkpoint_every, checkpoint_config: a checkpoint file written atomically
             every ``checkpoint_every`` steps, at the end and on Ctrl-C (``checkpoint_config`` is
-            stored in it); ``resume=True`` continues it bit-exactly (up to ``n_steps``, which may
-            exceed the saved run's).
+            stored in it); ``resume=True`` continues it bit-exactly, up to ``n_steps``.
         max_nll_rise: divergence guard (``docs/algorithms.md §divergence-guards``; None: off).
         on_sample: ``on_sample(index, state)`` for each kept draw.
         progress: show a progress bar (iterations, running min ESS / max R̂ of the traced
