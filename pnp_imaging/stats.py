@@ -277,8 +277,7 @@ class DrawReservoir:
     and the **mean of its draws** (float32). When ``capacity`` slots are full, adjacent slots are
     merged (the later draw and the average of the two means are kept) and ``stride`` doubles, so
     memory stays ``2 · capacity · B · prod(shape)`` floats whatever the run length, and the kept
-    draws are always the draws ``stride, 2·stride, ...`` of each chain (the thinning used by
-    Gelman & Shirley's "thin to a manageable number" advice, done online).
+    draws are always the draws ``stride, 2·stride, ...`` of each chain (thinning done online).
 
     - :meth:`quantiles`: the exact sample quantiles (linear interpolation, numpy's default) of
       the kept draws pooled over chains. Thinning by less than the autocorrelation time loses
