@@ -164,7 +164,7 @@ def prepare(config: str, image: str, budget: str, work: Path) -> tuple[dict, dic
     """``(cfg, info)``: the raw config dict to pass to :func:`pnp_imaging.run` with
     ``base_dir=demos/configs`` (paths made absolute where this function sets them) and what was
     changed. ``work``: a folder for a simulated observation (the kernel-mismatch demo)."""
-    from pnp_imaging.config import deep_merge, fast_budget, load_config, resolve_config
+    from pnp_imaging.config import load_config, resolve_config, with_fast_budget
     from pnp_imaging.imageio import read_image
 
     if image not in IMAGES:
@@ -174,7 +174,7 @@ def prepare(config: str, image: str, budget: str, work: Path) -> tuple[dict, dic
     path = CONFIG_DIR / f"{config}.yaml"
     cfg = load_config(path)
     if budget == "fast":
-        cfg = deep_merge(cfg, fast_budget())
+        cfg = with_fast_budget(cfg)
     own = Path(resolve_config(cfg, base_dir=CONFIG_DIR).image)
     x_own = read_image(own)
     img = own if image == "own" else held_out_image(x_own.shape)

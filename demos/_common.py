@@ -12,10 +12,10 @@ CONFIGS = HERE / "configs"
 
 def load(name: str, *, fast: bool) -> dict:
     """The demo's config (``demos/configs/<name>.yaml``), shrunk to the ``--fast`` budget if asked."""
-    from pnp_imaging.config import deep_merge, fast_budget, load_config
+    from pnp_imaging.config import load_config, with_fast_budget
 
     cfg = load_config(CONFIGS / f"{name}.yaml")
-    return deep_merge(cfg, fast_budget()) if fast else cfg
+    return with_fast_budget(cfg) if fast else cfg
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -48,6 +48,15 @@ class LinearOperator:
             "use a gradient step instead (map.splitting: gradient)"
         )
 
+    def gram_spectrum(self, shape: Sequence[int]):
+        """The eigenvalues of ``A^T A`` and its diagonalising basis for images of ``shape``
+        (``[..., C, H, W]``): an :class:`operators.spectral.GramSpectrum`. Only operators with
+        ``has_exact_prox`` implement it."""
+        raise NotImplementedError(
+            f"{type(self).__name__}: A^T A is not diagonal in a known basis (no exact data flow); "
+            "use circular blur, inpainting or identity, or a sampler with an explicit data step"
+        )
+
     def norm_squared(
         self,
         shape: Sequence[int],

@@ -130,11 +130,26 @@ class Blur(LinearOperator):
         if self.boundary != "circular":
             return super().norm_squared(shape, **kwargs)
         self._check_shape(tuple(shape), "shape")
+        return float(self._gram_eigenvalues(shape).max())
+
+    def _gram_eigenvalues(self, shape) -> torch.Tensor:
+        """``|k̂(ω)|²`` on the ``H × W`` grid (rfft2 half-plane), float64 ``[C|1, H, W//2+1]``."""
         H, W = tuple(shape)[-2:]
         k = self.kernel if self.kernel.ndim == 3 else self.kernel[None]
         k_pad = torch.zeros(k.shape[0], H, W, dtype=torch.float64)
         k_pad[:, : k.shape[-2], : k.shape[-1]] = k
-        return float(torch.fft.rfft2(k_pad).abs().max() ** 2)
+        return torch.fft.rfft2(k_pad).abs() ** 2
+
+    def gram_spectrum(self, shape: Sequence[int]):
+        """Circular boundary: ``A^T A`` is diagonal in the Fourier basis with eigenvalues
+        ``|k̂(ω)|²`` (the kernel's position does not change them). Other boundaries raise."""
+        from operators.spectral import GramSpectrum
+
+        if not self._use_fft():
+            return super().gram_spectrum(shape)
+        self._check_shape(tuple(shape), "shape")
+        H, W = tuple(shape)[-2:]
+        return GramSpectrum(self._gram_eigenvalues(shape), "fourier", (H, W))
 
     def A(self, x: torch.Tensor) -> torch.Tensor:  # noqa: N802
         self._check_shape(tuple(x.shape), "x")

@@ -33,6 +33,13 @@ class Identity(LinearOperator):
     def prox_l2(self, z: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
         return (z + gamma * y) / (1.0 + gamma)
 
+    def gram_spectrum(self, shape):
+        """``A^T A = I``: every eigenvalue is 1 (pixel basis)."""
+        from operators.spectral import GramSpectrum
+
+        H, W = tuple(shape)[-2:]
+        return GramSpectrum(torch.ones(1, 1, 1, dtype=torch.float64), "pixel", (int(H), int(W)))
+
     def __repr__(self) -> str:
         return "Identity()"
 

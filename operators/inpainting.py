@@ -210,6 +210,14 @@ class Inpainting(LinearOperator):
     def observed_mask(self) -> torch.Tensor:
         return self.mask
 
+    def gram_spectrum(self, shape: Sequence[int]):
+        """``A^T A = diag(m²)``: pixel basis, eigenvalues ``m²`` (``[C|1, H, W]``, float64)."""
+        from operators.spectral import GramSpectrum
+
+        self.check_shape(shape, "shape")
+        H, W = tuple(shape)[-2:]
+        return GramSpectrum(self.mask.to(torch.float64) ** 2, "pixel", (H, W))
+
     def prox_l2(self, z: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
         """Pixel-wise ``(z + gamma m y) / (1 + gamma m^2)`` (``A^T A = diag(m^2)``)."""
         m = self._m(z)

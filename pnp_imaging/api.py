@@ -165,13 +165,18 @@ def _map_step(cfg: RunConfig, parts: Components, work: Path, generator, progress
     return res.x, info
 
 
+def _start(cfg: RunConfig, x_map, map_info):
+    """The chains' start: the MAP when ``sampler.init == "map"`` and the MAP has no warning."""
+    map_ok = x_map is not None and not (map_info or {}).get("warning")
+    return x_map if (cfg.sampler.init == "map" and map_ok) else None
+
+
 def _sampling_step(cfg: RunConfig, parts: Components, kernel, x_map, map_info, work: Path, generator, progress: bool,
                    resume: bool, on_sample) -> Posterior:
     from pnp_imaging.sampling import sample
 
     s, e = cfg.sampler, cfg.estimates
-    map_ok = x_map is not None and not (map_info or {}).get("warning")
-    start = x_map if (s.init == "map" and map_ok) else None
+    start = _start(cfg, x_map, map_info)
     return sample(parts.problem, parts.prior, kernel, generator=generator, n_steps=s.n_steps, n_burnin=s.n_burnin,
                   thin=s.thin, chains=s.chains, x0=start, init_spread=s.init_spread,
                   credible_level=e.credible_level, scales=e.scales, n_projections=e.n_projections,
@@ -224,6 +229,7 @@ def run(config: Mapping[str, Any] | RunConfig | str | os.PathLike, *, out_dir: s
     cfg = resolve_config(config, base_dir=base_dir)
     generator = torch.Generator().manual_seed(cfg.seed)
     parts = build_components(cfg, generator=generator)  # every input error is raised before any folder exists
+    mismatch = _mismatch_setup(cfg, parts)
     try:
         kernel = get_sampler(cfg.sampler.type).build(parts.problem, parts.prior, cfg.sampler.options)
     except ValueError as exc:
@@ -231,15 +237,14 @@ def run(config: Mapping[str, Any] | RunConfig | str | os.PathLike, *, out_dir: s
     work = _open_folder(out_dir, resume)
     atomic_write_text(work / "config.resolved.yaml", _yaml(cfg))
     x_map, map_info = _map_step(cfg, parts, work, generator, progress, resume) if cfg.map.enabled else (None, None)
-    reservoir = _reservoir(cfg) if cfg.mismatch else None
+    reservoir, gen_state = (_reservoir(cfg) if mismatch else None), generator.get_state()
     post = _sampling_step(cfg, parts, kernel, x_map, map_info, work, generator, progress, resume, reservoir)
     post.summary.update(_run_summary(cfg, parts, post, x_map, map_info))
     post.map = x_map.detach().double().cpu() if x_map is not None else None
     post.config = cfg.to_dict()
-    if reservoir is not None:
-        from pnp_imaging.mismatch import run_analysis
-
-        post.summary["mismatch"] = run_analysis(cfg, parts.problem, parts.denoiser, parts.prior, reservoir.stacked())
+    if mismatch is not None:
+        _mismatch_step(cfg, parts, kernel, post, mismatch, reservoir.stacked(), work,
+                       x0=_start(cfg, x_map, map_info), generator_state=gen_state, progress=progress)
     post.summary["wall_s"] = time.perf_counter() - t_start
     if out_dir is not None:
         _write_outputs(work, post, parts.problem)
@@ -254,10 +259,34 @@ def _yaml(cfg: RunConfig) -> str:
 
 
 def _reservoir(cfg: RunConfig):
-    from pnp_imaging.mismatch import StateReservoir
+    from pnp_imaging.mismatch.analysis import reservoir
 
-    s = cfg.sampler
-    return StateReservoir((s.n_steps - s.n_burnin) // s.thin, s.chains, capacity=cfg.mismatch.n_states)
+    return reservoir(cfg)
+
+
+def _mismatch_setup(cfg: RunConfig, parts: Components):
+    """The second model of ``cfg.mismatch``, built and checked before sampling (None without one)."""
+    if cfg.mismatch is None:
+        return None
+    from pnp_imaging.mismatch.analysis import prepare
+
+    return prepare(cfg, parts)
+
+
+def _mismatch_step(cfg: RunConfig, parts: Components, kernel, post: Posterior, setup, states, work: Path, *,
+                   x0, generator_state, progress: bool) -> None:
+    """Pseudometric, bounds and maps (``docs/algorithms.md §mismatch``); with ``run_other`` the
+    second chain and the measured MMSE distance. Adds ``summary["mismatch"]`` and the
+    ``mismatch_*`` keys."""
+    from pnp_imaging.mismatch import analysis
+
+    section = analysis.analyse(setup, parts, post, kernel, states, work)
+    if setup.run_other:
+        other = analysis.run_other_chain(setup, parts, kernel, cfg, x0=x0, generator_state=generator_state,
+                                         progress=progress)
+        section.update(analysis.measured_distance(post, other))
+    post.summary["mismatch"] = section
+    post.summary.update(analysis.summary_keys(section))
 
 
 def _write_outputs(work: Path, post: Posterior, problem) -> None:

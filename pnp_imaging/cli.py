@@ -101,11 +101,11 @@ def _cmd_run(config, out, overrides, *, resume: bool, quiet: bool, base_dir=None
 
 
 def _demo_config(fast: bool) -> dict:
-    from pnp_imaging.config import deep_merge, fast_budget, load_config
+    from pnp_imaging.config import load_config, with_fast_budget
 
     cfg = load_config(DEMO_CONFIG)
     cfg["image"] = str(REPO_DATA / "cameraman.png")
-    return deep_merge(cfg, fast_budget()) if fast else cfg
+    return with_fast_budget(cfg) if fast else cfg
 
 
 def main(argv: list[str] | None = None) -> int:

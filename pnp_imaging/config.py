@@ -27,7 +27,7 @@ import yaml
 
 __all__ = ["ConfigError", "DEFAULTS", "RunConfig", "PriorConfig", "SamplerConfig", "MapConfig", "EstimatesConfig",
            "MismatchConfig", "load_config", "resolve_config", "apply_overrides", "parse_override", "deep_merge",
-           "fast_budget"]
+           "fast_budget", "with_fast_budget", "has_exact_data_flow", "AUTO_SAMPLERS"]
 
 
 class ConfigError(ValueError):
@@ -44,7 +44,8 @@ DEFAULTS: dict[str, Any] = {
     # denoiser None: the zoo's sampling prior for the image's channel count (denoisers_zoo.default_prior)
     "prior": {"denoiser": None, "eps": (5.0 / 255.0) ** 2, "alpha": 1.0, "lipschitz": None},
     # loop keys; the family's own options (e.g. stages, eta, step_size, box) sit in the same section
-    "sampler": {"type": "skrock", "n_steps": 2000, "n_burnin": 200, "thin": 1, "chains": 2,
+    # type auto: AUTO_SAMPLERS["exact"] where the data term has an exact flow, else AUTO_SAMPLERS["explicit"]
+    "sampler": {"type": "auto", "n_steps": 2000, "n_burnin": 200, "thin": 1, "chains": 2,
                 "init": "map", "init_spread": 0.05, "max_nll_rise": 2.0,
                 "until": None},  # run until converged: {ess, rhat, max_minutes, check_every}; n_steps = cap
     # splitting: auto = proximal data step when exact (Gaussian noise + inpainting/circular blur), else gradient
@@ -52,11 +53,13 @@ DEFAULTS: dict[str, Any] = {
             "step_fraction": 1.0},
     "estimates": {"credible_level": 0.9, "scales": [1, 2, 4, 8], "n_projections": 4},
     "checkpoint_every": 500,
-    "mismatch": None,  # optional: {denoiser: other zoo name, operator: {...}, n_states: int}
+    "mismatch": None,  # optional: {denoiser: other zoo name, operator: {...}, n_states: int, run_other: bool}
     "device": "auto",
     "dtype": "float32",
 }
 _FREE_SECTIONS = {"operator", "noise", "mismatch"}
+#: what ``sampler.type: auto`` resolves to (docs/algorithms.md §likelihood-exact)
+AUTO_SAMPLERS = {"exact": "pnp-kinetic-exp", "explicit": "skrock"}
 _SAMPLER_LOOP_KEYS = tuple(DEFAULTS["sampler"])
 
 
@@ -213,17 +216,20 @@ class EstimatesConfig:
 
 @dataclass(frozen=True)
 class MismatchConfig:
-    """Which second model the mismatch analysis compares with (``pnp_imaging.mismatch``)."""
+    """Which second model the mismatch analysis compares with (``pnp_imaging.mismatch``):
+    ``denoiser`` (zoo name) and/or ``operator`` (operator section), ``n_states`` chain states
+    used for the estimates, ``run_other``: also sample with the second model."""
 
     denoiser: str | None
     operator: Any
     n_states: int
+    run_other: bool = False
 
     @classmethod
     def from_dict(cls, d: dict | None, base_dir: Path) -> "MismatchConfig | None":
         if d is None:
             return None
-        _check_keys(d, {"denoiser": None, "operator": None, "n_states": None}, "mismatch.")
+        _check_keys(d, {"denoiser": None, "operator": None, "n_states": None, "run_other": None}, "mismatch.")
         name = d.get("denoiser")
         if name is not None:
             import denoisers_zoo
@@ -236,7 +242,10 @@ class MismatchConfig:
         if name is None and operator is None:
             _fail("mismatch", "give 'denoiser' (a second zoo model) and/or 'operator' (a second forward model)")
         n_states = _int("mismatch.n_states", d.get("n_states") or 64, 1)
-        return cls(name, operator, n_states)
+        run_other = d.get("run_other", False)
+        if not isinstance(run_other, bool):
+            _fail("mismatch.run_other", f"must be true or false, got {run_other!r}")
+        return cls(name, operator, n_states, run_other)
 
 
 @dataclass(frozen=True)
@@ -276,7 +285,16 @@ def _check_keys(section: Mapping[str, Any], defaults: Mapping[str, Any], prefix:
             valid = sorted(defaults)
             close = difflib.get_close_matches(str(key), valid, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
+            owners = _families_with_option(key) if prefix == "sampler." else []
+            if owners:
+                hint = f"it is an option of {', '.join(owners)} (set sampler.type: {owners[0]}); "
             _fail(f"{prefix}{key}", f"unknown key; {hint}(valid: {', '.join(valid)})")
+
+
+def _families_with_option(key: str) -> list[str]:
+    from pnp_imaging.samplers import get_sampler, sampler_names
+
+    return [name for name in sampler_names() if key in get_sampler(name).option_names()]
 
 
 def _sampler_defaults(given: Any) -> dict:
@@ -407,7 +425,28 @@ def resolve_config(config: Mapping[str, Any] | RunConfig | str | os.PathLike, *,
     else:
         given = dict(config)
         base = Path(base_dir) if base_dir is not None else Path.cwd()
-    return _build(_merge(DEFAULTS, given, ""), base.resolve())
+    return _build(_merge(DEFAULTS, _choose_sampler(given), ""), base.resolve())
+
+
+def has_exact_data_flow(operator: Any, noise: Any) -> bool:
+    """True when the configured data term is Gaussian with an operator whose ``A^T A`` is diagonal
+    in a known basis (identity, inpainting, blur with circular boundary): then the likelihood-exact
+    samplers apply."""
+    if not isinstance(operator, Mapping) or not isinstance(noise, Mapping) or noise.get("type") != "gaussian":
+        return False
+    kind = operator.get("type")
+    return kind in ("identity", "inpainting") or (kind == "blur" and operator.get("boundary", "circular") == "circular")
+
+
+def _choose_sampler(given: Mapping[str, Any]) -> dict:
+    """Resolve ``sampler.type: auto`` (the default): the likelihood-exact sampler where the data
+    term allows it, else the explicit one (:data:`AUTO_SAMPLERS`)."""
+    sampler = given.get("sampler")
+    sampler = {} if sampler is None else sampler
+    if not isinstance(sampler, Mapping) or sampler.get("type", "auto") != "auto":
+        return dict(given)
+    exact = has_exact_data_flow(given.get("operator", DEFAULTS["operator"]), given.get("noise", DEFAULTS["noise"]))
+    return {**given, "sampler": {**sampler, "type": AUTO_SAMPLERS["exact" if exact else "explicit"]}}
 
 
 def load_config(path: str | os.PathLike) -> dict:
@@ -472,5 +511,18 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict:
 
 
 def fast_budget() -> dict:
-    """The ``--fast`` budget (``pnp_imaging/configs/fast_budget.yaml``): seconds of work, same pipeline."""
+    """The ``--fast`` budget (``pnp_imaging/configs/fast_budget.yaml``): seconds of work, same pipeline.
+    Its ``family_options`` section holds options of single sampler families; :func:`with_fast_budget`
+    applies them."""
     return load_config(Path(__file__).resolve().parent / "configs" / "fast_budget.yaml")
+
+
+def with_fast_budget(config: Mapping[str, Any]) -> dict:
+    """``config`` shrunk to the ``--fast`` budget: the loop keys for every sampler, plus the
+    options the budget gives for the config's own family (e.g. fewer SK-ROCK stages)."""
+    budget = fast_budget()
+    family = budget.pop("family_options", {}) or {}
+    kind = _choose_sampler(config).get("sampler", {}).get("type")
+    if kind in family:
+        budget = deep_merge(budget, {"sampler": family[kind]})
+    return deep_merge(config, budget)

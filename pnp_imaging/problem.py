@@ -110,6 +110,18 @@ class Problem:
             )
         return self.operator.prox_l2(v, self.y, t / self.noise.sigma**2)
 
+    def data_precision_spectrum(self):
+        """``(spectrum, h)`` for the quadratic data term ``f_y(x) = ||A x − y||²/(2σ²)``: the
+        :class:`operators.spectral.GramSpectrum` diagonalising ``H = A^T A/σ²`` and its
+        eigenvalues ``h ≥ 0`` (float64). Requires :attr:`has_data_prox`."""
+        if not self.has_data_prox:
+            raise ValueError(
+                f"data term: has no exact diagonalisation (needs Gaussian noise and circular blur, inpainting or "
+                f"identity; got {type(self.noise).__name__} with {self.operator!r}); use sampler type skrock or pnp-ula"
+            )
+        spectrum = self.operator.gram_spectrum(self.x_shape)
+        return spectrum, spectrum.eigenvalues / self.noise.sigma**2
+
     @cached_property
     def data_lipschitz(self) -> float:
         """``L_y = ||A||^2 · L_z(y)`` (cached). ``||A||^2`` by power iteration on ``A^T A``

@@ -20,7 +20,7 @@ from pnp_imaging.checkpoint import EXIT_INTERRUPTED, CheckpointConfig, load_chec
 from pnp_imaging.samplers.base import resume
 from pnp_imaging.priors import ScorePrior
 from pnp_imaging.problem import Problem
-from pnp_imaging.samplers import DivergenceError, dispersed_init, run_chain, skrock, ula
+from pnp_imaging.samplers import DivergenceError, build_kernel, dispersed_init, run_chain, skrock, ula
 
 TESTS = Path(__file__).resolve().parent
 RUN = dict(n_steps=400, n_burnin=100, thin=3)
@@ -47,8 +47,10 @@ def _build(sampler="ula", step_scale=1.0, denoiser=None, projected=False):
         p = ula.make_params(problem, prior, step_size=p.step_size * step_scale,
                             clip=(0.0, 1.0) if projected else (-1.0, 2.0), projected=projected)
         k = ula.kernel(problem, prior, p)
-    else:
+    elif sampler == "skrock":
         k = skrock.kernel(problem, prior, skrock.make_params(problem, prior, n_stages=5))
+    else:  # a likelihood-exact family: its state carries the last noise draw (LM)
+        k = build_kernel(sampler, problem, prior)
     x0 = dispersed_init(problem.back_projection(), 2, spread=0.1, generator=g)
     return k, k.init(x0), g
 
@@ -84,7 +86,7 @@ def reference():
     return res
 
 
-@pytest.mark.parametrize("sampler", ["ula", "skrock"])
+@pytest.mark.parametrize("sampler", ["ula", "skrock", "pnp-lm-exp"])
 def test_interrupt_and_resume_in_process_is_bitwise_identical(tmp_path, sampler):
     k, st, g = _build(sampler)
     ref = run_chain(k, st, generator=g, **RUN)

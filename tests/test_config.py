@@ -30,7 +30,7 @@ def test_defaults_are_filled_and_paths_absolute():
         ({"image": IMAGE, "sampler": {"n_steps": True}}, "sampler.n_steps", "must be an integer"),
         ({"image": IMAGE, "sampler": {"n_steps": 10, "n_burnin": 10}}, "sampler.n_burnin", "must be < sampler.n_steps"),
         ({"image": IMAGE, "sampler": {"n_steps": 10, "n_burnin": 5, "thin": 4}}, "sampler.thin", "fewer than 2"),
-        ({"image": IMAGE, "sampler": {"type": "hmc"}}, "sampler.type", "valid: pnp-ula, skrock"),
+        ({"image": IMAGE, "sampler": {"type": "hmc"}}, "sampler.type", "unknown sampler 'hmc'; valid: "),
         ({"image": IMAGE, "sampler": {"step_size": -1}}, "sampler.step_size", "positive"),
         ({"image": IMAGE, "sampler": {"box": [2, 1]}}, "sampler.box", "low < high"),
         ({"image": IMAGE, "prior": {"eps": 0}}, "prior.eps", "positive"),
@@ -54,7 +54,8 @@ def test_defaults_are_filled_and_paths_absolute():
         ({"image": IMAGE, "noise": {"type": "gaussian"}}, "noise.sigma", "missing"),
         ({"image": IMAGE, "noise": {"type": "gauss", "sigma": 0.1}}, "noise.type", "not valid"),
         ({"image": IMAGE, "sampler": {"type": "pnp-ula", "stages": 10}}, "sampler.stages", "unknown key"),
-        ({"image": IMAGE, "sampler": {"stages": 1}}, "sampler.stages", ">= 2"),
+        ({"image": IMAGE, "sampler": {"type": "skrock", "stages": 1}}, "sampler.stages", ">= 2"),
+        ({"image": IMAGE, "sampler": {"stages": 12}}, "sampler.stages", "option of skrock (set sampler.type: skrock)"),
         ({"image": IMAGE, "sampler": {"step_fraction": 1.5}}, "sampler.step_fraction", "(0, 1]"),
         ({"image": IMAGE, "sampler": {"init": "zero"}}, "sampler.init", "'map'"),
         ({"image": IMAGE, "map": {"enabled": "yes"}}, "map.enabled", "true or false"),
@@ -129,7 +130,7 @@ def test_resolved_config_is_typed_frozen_and_round_trips():
 
     from pnp_imaging.samplers.skrock import SKROCKOptions
 
-    cfg = resolve_config({"image": IMAGE, "sampler": {"stages": 12, "box": [0, 1]}})
+    cfg = resolve_config({"image": IMAGE, "sampler": {"type": "skrock", "stages": 12, "box": [0, 1]}})
     assert isinstance(cfg.sampler.options, SKROCKOptions)
     assert cfg.sampler.options.stages == 12 and cfg.sampler.options.box == (0.0, 1.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -137,3 +138,28 @@ def test_resolved_config_is_typed_frozen_and_round_trips():
     assert resolve_config(cfg.to_dict()) == cfg
     ula = resolve_config({"image": IMAGE, "sampler": {"type": "pnp-ula"}})
     assert "stages" not in ula.to_dict()["sampler"]
+
+
+@pytest.mark.parametrize("operator, noise, expected", [
+    (None, None, "pnp-kinetic-exp"),  # the defaults: circular blur, Gaussian noise
+    ({"type": "inpainting", "mask": "random", "missing_ratio": 0.5}, None, "pnp-kinetic-exp"),
+    ({"type": "blur", "kernel": "uniform", "size": 5, "boundary": "reflect"}, None, "skrock"),
+    (None, {"type": "poisson", "gain": 0.01}, "skrock"),
+    ([{"type": "blur", "kernel": "uniform", "size": 5}, {"type": "inpainting", "mask": "random", "missing_ratio": 0.5}],
+     None, "skrock"),
+])
+def test_auto_sampler_is_likelihood_exact_where_the_data_term_allows(operator, noise, expected):
+    cfg = {"image": IMAGE, **({"operator": operator} if operator else {}), **({"noise": noise} if noise else {})}
+    assert resolve_config(cfg).sampler.type == expected
+    assert resolve_config({**cfg, "sampler": {"type": "auto", "n_steps": 500}}).sampler.type == expected
+    assert resolve_config({**cfg, "sampler": {"type": "pnp-ula"}}).sampler.type == "pnp-ula"
+
+
+def test_fast_budget_applies_family_options_only_to_their_family():
+    from pnp_imaging.config import with_fast_budget
+
+    sk = with_fast_budget({"image": IMAGE, "sampler": {"type": "skrock", "stages": 10}})
+    assert sk["sampler"]["stages"] == 3 and sk["sampler"]["n_steps"] == 6
+    auto = with_fast_budget({"image": IMAGE})
+    assert "stages" not in auto["sampler"] and "family_options" not in auto
+    resolve_config(auto)

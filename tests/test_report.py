@@ -86,3 +86,12 @@ def test_multiscale_panels_wrap_to_rows_of_at_most_three(tmp_path):
         assert len(images) == 5 and len(rows) == 2
     finally:
         report._plt().close(fig)
+
+
+def test_report_states_the_samplers_known_bias(tmp_path):
+    from pnp_imaging.samplers import get_sampler
+
+    run = _results_folder(tmp_path / "run")
+    html_text = report.render_report(run, regenerate_figures=False).read_text()
+    assert "Known discretisation bias of skrock" in html_text
+    assert get_sampler("skrock").bias.split(" (")[0] in html_text

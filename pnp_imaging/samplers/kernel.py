@@ -24,7 +24,8 @@ from typing import Any, Callable
 __all__ = ["Kernel", "SamplerSpec", "register", "get_sampler", "sampler_names", "build_kernel"]
 
 #: modules that register the built-in families when first imported
-_BUILTIN_MODULES = ("pnp_imaging.samplers.ula", "pnp_imaging.samplers.skrock")
+_BUILTIN_MODULES = ("pnp_imaging.samplers.ula", "pnp_imaging.samplers.skrock", "pnp_imaging.samplers.exponential",
+                    "pnp_imaging.samplers.kinetic")
 _REGISTRY: dict[str, "SamplerSpec"] = {}
 
 
@@ -44,6 +45,15 @@ class Kernel:
     init_fn: Callable
     step_fn: Callable
     state_type: type
+    #: optional ``rebind_fn(kernel, problem, prior) -> Kernel`` for params derived from the problem
+    rebind_fn: Callable | None = None
+
+    def rebind(self, problem, prior) -> "Kernel":
+        """The same sampler and parameters (step size, box, ...) bound to another problem/prior
+        (e.g. a mismatched model); params precomputed from the problem are rebuilt."""
+        if self.rebind_fn is not None:
+            return self.rebind_fn(self, problem, prior)
+        return dataclasses.replace(self, problem=problem, prior=prior)
 
     def init(self, x0):
         return self.init_fn(x0, self.problem, self.prior, self.params)
@@ -52,7 +62,12 @@ class Kernel:
         return self.step_fn(state, self.problem, self.prior, self.params, generator=generator)
 
     def config(self) -> dict:
-        params = dataclasses.asdict(self.params) if dataclasses.is_dataclass(self.params) else dict(self.params)
+        if hasattr(self.params, "describe"):  # params holding precomputed tensors describe themselves
+            params = self.params.describe()
+        elif dataclasses.is_dataclass(self.params):
+            params = dataclasses.asdict(self.params)
+        else:
+            params = dict(self.params)
         prior = self.prior
         return {
             "sampler": self.name,
@@ -73,6 +88,7 @@ class SamplerSpec:
     ``name``: the one name used by the config (``sampler.type``), the code and the report.
     ``options``: frozen dataclass of user options with defaults. ``build(problem, prior,
     options) -> Kernel``. ``independent``: steps give independent draws (no burn-in needed).
+    ``bias``: one sentence stating the family's known discretisation bias (shown in reports).
     """
 
     name: str
@@ -80,6 +96,7 @@ class SamplerSpec:
     options: type
     build: Callable[[Any, Any, Any], Kernel]
     independent: bool = False
+    bias: str = ""
 
     def option_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(self.options))

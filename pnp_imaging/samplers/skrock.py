@@ -245,7 +245,9 @@ def build(problem, prior, options: SKROCKOptions) -> Kernel:
     return kernel(problem, prior, params)
 
 
-register(SamplerSpec(SPEC_NAME, "SK-ROCK with a PnP prior (Pereyra et al. 2020)", SKROCKOptions, build))
+register(SamplerSpec(SPEC_NAME, "SK-ROCK with a PnP prior (Pereyra et al. 2020)", SKROCKOptions, build,
+                     bias="The variance of stiff, well-determined directions is under-estimated (factor R(delta*h) as low "
+                          "as 0.1 on the stiffest, docs/algorithms.md §skrock-variance); means are unbiased on Gaussians."))
 
 
 def stationary_variance_quadratic(h: float, step_size: float, n_stages: int = 10, eta: float = 0.05) -> float:

@@ -231,4 +231,6 @@ def build(problem, prior, options: ULAOptions) -> Kernel:
     return kernel(problem, prior, params)
 
 
-register(SamplerSpec(SPEC_NAME, "PnP-ULA / projected PnP-ULA (Laumont et al. 2022)", ULAOptions, build))
+register(SamplerSpec(SPEC_NAME, "PnP-ULA / projected PnP-ULA (Laumont et al. 2022)", ULAOptions, build,
+                     bias="The variance of every direction is inflated by 1/(1 - delta*h/2) (first order in the step; "
+                          "small at the tutorial step, docs/algorithms.md §pnp-ula-step)."))
