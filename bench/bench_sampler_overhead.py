@@ -1,4 +1,4 @@
-"""Issue 5 — sampler overhead: how much a sampler iteration costs beyond its denoiser call(s).
+"""Sampler overhead: how much a sampler iteration costs beyond its denoiser call(s).
 
 Problem: cameraman (``--size`` centre crop, 256² by default), circular 9×9 uniform blur,
 σ_y = 1/255, ε = (5/255)², α = 1, one chain, float32, the denoiser of ``--denoiser`` (default:
@@ -12,7 +12,13 @@ in seconds per unit, medians over rounds:
   chain state (the back-projection after 3 ULA steps);
 * ``pnp_ula_run_chain`` — one PnP-ULA iteration inside :func:`run_chain` (step + traces +
   divergence guard + statistics update; ``n_burnin=0`` so every iteration updates the
-  statistics: the post-burn-in worst case), from ``timings['sampling_s']``;
+  statistics), from ``timings['sampling_s']``. The statistics are those :func:`pnp_imaging.sample`
+  builds (P² fed every 4th kept draw) and are **warm**: one :class:`PosteriorStats` per measure,
+  fed 40 draws before timing and reused by every block, so the P² markers are in their steady
+  state (a fresh estimator's first 5 observations take a cheap start-up path that a short block
+  would time instead);
+* ``pnp_ula_run_chain_p2_every_draw`` — the same with P² fed every kept draw (the previous
+  default), for the before/after in one run;
 * ``pnp_ula_run_chain_burnin`` — the same during burn-in (``n_burnin = n_steps``: traces and
   guard, no statistics update), to split the driver's overhead into traces vs statistics;
 * ``pnp_ula_step``      — one bare ``kernel.step`` (no driver);
@@ -27,11 +33,12 @@ in seconds per unit, medians over rounds:
 Ratios (``ratios``): each method / ``denoiser``, as the median over rounds of the per-round
 quotient (both measured within seconds of each other), plus the quotient of the medians.
 
-``ratios.in_loop`` (the primary figure): the denoiser handed to every sampler is wrapped in a
-timer, so each block also yields (block time) / (time spent inside the denoiser during that
-same block) — an anchor measured in the very same iterations, immune to drifts in machine
-speed between blocks and to input-dependent network cost, which on a shared CPU move the
-separate-anchor ratios by ±20 %. Target (issue 5): ``in_loop`` ``pnp_ula_run_chain <= 1.05``.
+Target: ``pnp_ula_run_chain/denoiser`` (median of the per-round quotients against the
+standalone forward) ``<= 1.05``. ``ratios.in_loop`` is reported beside it: the denoiser handed to
+every sampler is wrapped in a timer, so each block also yields (block time) / (time spent inside
+the denoiser during that same block) — immune to drifts in machine speed between blocks, but
+flattering when the statistics slow the network down inside the loop (cache pollution), which
+is why the target uses the standalone forward.
 
 Step sizes do not change the cost of an iteration; they are set by the project rules
 (docs/algorithms.md: ULA soft §pnp-ula-step; SK-ROCK §skrock-step; deepinv ULA: the projected
@@ -76,7 +83,7 @@ def settings(args) -> dict:
     elif args.quick:
         d = dict(size=128, reps=5, block=3, skrock_block=1, stages=10)
     else:
-        d = dict(size=256, reps=9, block=5, skrock_block=1, stages=10)
+        d = dict(size=256, reps=9, block=8, skrock_block=1, stages=10)
     for k in ("size", "reps", "block", "stages"):
         v = getattr(args, k, None)
         if v is not None:
@@ -142,9 +149,9 @@ def _measures(env, cfg) -> tuple[dict, dict]:
                 env.den(env.x_anchor, env.sigma_den)
         return (time.perf_counter() - t) / k
 
-    def chain(kernel, state, n, burnin, units):
-        return lambda: run_chain(kernel, state, n_steps=n, n_burnin=burnin, thin=1,
-                                 generator=gen).timings["sampling_s"] / units
+    def chain(kernel, state, n, burnin, units, stats=None):
+        return lambda: run_chain(kernel, state, n_steps=n, n_burnin=burnin, thin=1, generator=gen,
+                                 stats=stats).timings["sampling_s"] / units
 
     def m_ula_step():
         st = env.ula_state
@@ -160,11 +167,12 @@ def _measures(env, cfg) -> tuple[dict, dict]:
             return (time.perf_counter() - t) / units
         return run
 
-    units = {"pnp_ula_run_chain": k, "pnp_ula_run_chain_burnin": k, "pnp_ula_step": k, "skrock_stage": ks * s,
+    units = {"pnp_ula_run_chain": k, "pnp_ula_run_chain_p2_every_draw": k, "pnp_ula_run_chain_burnin": k, "pnp_ula_step": k, "skrock_stage": ks * s,
              "deepinv_ula": k, "deepinv_skrock_stage": ks * s}
     measures = {
         "denoiser": m_denoiser,
-        "pnp_ula_run_chain": chain(env.ula_kernel, env.ula_state, k, 0, k),
+        "pnp_ula_run_chain": chain(env.ula_kernel, env.ula_state, k, 0, k, _warm_stats(env, 4)),
+        "pnp_ula_run_chain_p2_every_draw": chain(env.ula_kernel, env.ula_state, k, 0, k, _warm_stats(env, 1)),
         "pnp_ula_run_chain_burnin": chain(env.ula_kernel, env.ula_state, k, k, k),
         "pnp_ula_step": m_ula_step,
         "skrock_stage": chain(env.sk_kernel, env.sk_state, ks, 0, ks * s),
@@ -172,6 +180,19 @@ def _measures(env, cfg) -> tuple[dict, dict]:
         "deepinv_skrock_stage": deepinv(env.d_sk, ks * s),
     }
     return measures, units
+
+
+def _warm_stats(env, quantile_every: int):
+    """The statistics ``pnp_imaging.sample`` builds for one chain, fed 40 typical draws (the anchor
+    state plus noise at the posterior's scale) so that every timed block sees their steady state."""
+    from pnp_imaging.stats import PosteriorStats
+
+    x = env.x_anchor
+    stats = PosteriorStats(tuple(x.shape), quantile_every=quantile_every)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(40):
+        stats.update(x + 0.02 * torch.randn(x.shape, generator=g, dtype=x.dtype))
+    return stats
 
 
 def _attributed(measures: dict, units: dict, timed: TimedDenoiser) -> tuple[dict, dict]:
@@ -205,16 +226,18 @@ def _ratios(raw: dict, in_loop: dict) -> dict:
     ratios["in_loop"] = {f"{n}/denoiser_inside": {"median": C.median(v), "min": min(v) if v else None,
                                                    "max": max(v) if v else None} for n, v in in_loop.items()}
     main_ratio = ratios["in_loop"]["pnp_ula_run_chain/denoiser_inside"]["median"]
-    ratios["target"] = {"pnp_ula_run_chain/denoiser_inside (in_loop)": f"<= {TARGET_ULA}",
-                        "met": bool(main_ratio is not None and main_ratio <= TARGET_ULA),
-                        "separate_anchor_ratio": ratios["pnp_ula_run_chain/denoiser"]["median_of_paired"]}
+    standalone = ratios["pnp_ula_run_chain/denoiser"]["median_of_paired"]
+    ratios["target"] = {"pnp_ula_run_chain/denoiser (standalone forward)": f"<= {TARGET_ULA}",
+                        "value": standalone, "met": bool(standalone is not None and standalone <= TARGET_ULA),
+                        "in_loop_ratio": main_ratio}
     return ratios
 
 
 def _notes(den_info: dict) -> str:
     return (
         "Measured: seconds per denoiser forward (anchor), per PnP-ULA iteration in run_chain (step + traces + guard "
-        "+ stats update on every iteration, n_burnin=0), per bare ULA kernel.step, per SK-ROCK stage in run_chain, "
+        "+ stats update on every iteration, n_burnin=0, warm statistics as sample() builds them; and with P2 fed "
+        "every draw), per bare ULA kernel.step, per SK-ROCK stage in run_chain, "
         "per deepinv ULA iteration and per deepinv SKRock stage (sampling_builder, Welford every iteration), all "
         "interleaved round-robin in one process with one chain; ratios are per-round quotients against the "
         "denoiser measured in the same round (median reported). Not measured: multi-chain batching, GPU, float64, "

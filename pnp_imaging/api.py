@@ -182,7 +182,7 @@ def _sampling_step(cfg: RunConfig, parts: Components, kernel, x_map, map_info, w
                   credible_level=e.credible_level, scales=e.scales, n_projections=e.n_projections,
                   checkpoint=work / "checkpoint.pt", checkpoint_every=cfg.checkpoint_every,
                   checkpoint_config=cfg.to_dict(), resume=resume, max_nll_rise=s.max_nll_rise,
-                  on_sample=on_sample, progress=progress)
+                  on_sample=on_sample, progress=progress, until=s.until)
 
 
 def _versions() -> dict[str, str]:

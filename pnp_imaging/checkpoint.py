@@ -40,7 +40,7 @@ __all__ = [
     "FORMAT_VERSION",
 ]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: exit status a command-line tool should use for a run stopped by Ctrl-C (128 + SIGINT)
 EXIT_INTERRUPTED = 130
 
@@ -90,6 +90,7 @@ def save_run(cfg: CheckpointConfig, kernel, run: ChainRun, generator: torch.Gene
             "thin": run.thin,
             "iteration": run.iteration,
             "n_kept": run.n_kept,
+            "elapsed_s": run.elapsed_s,
         },
         "state_type": type(state).__name__,
         "state": {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in state._asdict().items()},
@@ -99,6 +100,9 @@ def save_run(cfg: CheckpointConfig, kernel, run: ChainRun, generator: torch.Gene
             "shape": list(run.stats.shape),
             "probs": list(run.stats.probs),
             "scales": list(run.stats.scales),
+            "quantiles": run.stats.quantile_method,
+            "reservoir": run.stats.reservoir.capacity,
+            "quantile_every": run.stats.quantile_every,
         },
         "stats": run.stats.state_dict(),
         "trace_config": run.trace.to_dict(),
@@ -158,12 +162,14 @@ def load_run(path: str | Path, kernel, *, generator: torch.Generator, stats: Pos
                                  for k, v in payload["state"].items()})
     sm = payload["stats_meta"]
     if stats is None:
-        stats = PosteriorStats(sm["shape"], probs=sm["probs"], scales=sm["scales"], device=device)
+        stats = PosteriorStats(sm["shape"], probs=sm["probs"], scales=sm["scales"], device=device,
+                               quantiles=sm["quantiles"], reservoir=sm["reservoir"],
+                               quantile_every=sm["quantile_every"])
     stats.load_state_dict(payload["stats"])
     run = ChainRun(state, total, meta["n_burnin"], meta["thin"], stats, TraceConfig(**payload["trace_config"]))
     if list(run.names) != list(payload["trace_names"]):
         raise ValueError("checkpoint: trace layout differs from this version's; start a new run")
-    run.iteration, run.n_kept = meta["iteration"], meta["n_kept"]
+    run.iteration, run.n_kept, run.elapsed_s = meta["iteration"], meta["n_kept"], float(meta["elapsed_s"])
     run.traces[: run.iteration] = payload["traces"]
     _restore_slow(run, payload, device)
     generator.set_state(payload["generator_state"])

@@ -46,7 +46,8 @@ DEFAULTS: dict[str, Any] = {
     # loop keys; the family's own options (e.g. stages, eta, step_size, box) sit in the same section
     # type auto: AUTO_SAMPLERS["exact"] where the data term has an exact flow, else AUTO_SAMPLERS["explicit"]
     "sampler": {"type": "auto", "n_steps": 2000, "n_burnin": 200, "thin": 1, "chains": 2,
-                "init": "map", "init_spread": 0.05, "max_nll_rise": 2.0},
+                "init": "map", "init_spread": 0.05, "max_nll_rise": 2.0,
+                "until": None},  # run until converged: {ess, rhat, max_minutes, check_every}; n_steps = cap
     # splitting: auto = proximal data step when exact (Gaussian noise + inpainting/circular blur), else gradient
     "map": {"type": "pnp-sgd", "n_steps": 300, "tol": 1e-5, "enabled": True, "splitting": "auto",
             "step_fraction": 1.0},
@@ -114,7 +115,9 @@ class PriorConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """Loop settings plus ``options``: the family's Options dataclass (same key names)."""
+    """Loop settings plus ``options``: the family's Options dataclass (same key names).
+    ``until``: a :class:`~pnp_imaging.convergence.StopRule` (run until converged, ``n_steps`` the
+    hard cap) or None."""
 
     type: str
     n_steps: int
@@ -125,6 +128,7 @@ class SamplerConfig:
     init_spread: float
     max_nll_rise: float | None
     options: Any
+    until: Any = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "SamplerConfig":
@@ -143,6 +147,7 @@ class SamplerConfig:
             _positive("sampler.max_nll_rise", rise, what=" (or null to disable the guard)")
         if not isinstance(d["init_spread"], (int, float)) or isinstance(d["init_spread"], bool) or d["init_spread"] < 0:
             _fail("sampler.init_spread", f"must be a number >= 0, got {d['init_spread']!r}")
+        until = _until(d["until"])
         spec = get_sampler(d["type"])
         try:
             options = spec.make_options({k: v for k, v in d.items() if k not in _SAMPLER_LOOP_KEYS})
@@ -150,11 +155,21 @@ class SamplerConfig:
             raise ConfigError(_prefixed("sampler", exc)) from None
         return cls(d["type"], n_steps, n_burnin, thin, _int("sampler.chains", d["chains"], 1),
                    _choice("sampler.init", d["init"], ("map", "back_projection")), float(d["init_spread"]), rise,
-                   options)
+                   options, until)
 
     def to_dict(self) -> dict:
         loop = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
+        loop["until"] = None if self.until is None else self.until.to_dict()
         return {**loop, **dataclasses.asdict(self.options)}
+
+
+def _until(value):
+    from pnp_imaging.convergence import StopRule
+
+    try:
+        return StopRule.from_value(value, "sampler.until")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _prefixed(section: str, exc: Exception) -> str:

@@ -35,6 +35,8 @@ __all__ = [
     "ess",
     "rhat",
     "mcse_mean",
+    "ess_mean_pixels",
+    "mcse_mean_pixels",
     "summarize",
     "verdicts",
     "quantity_verdict",
@@ -259,6 +261,86 @@ def _mcse_mean_2d(a: np.ndarray) -> float:
 def mcse_mean(x) -> float | np.ndarray:
     """Monte Carlo standard error of the mean: ``sd(x) / sqrt(ESS_mean)`` (as ``arviz.mcse``)."""
     return _vectorize(_mcse_mean_2d, _as_chains(x))
+
+
+# --------------------------------------------------------------------------------------------
+# many variables at once (per-pixel MCSE)
+# --------------------------------------------------------------------------------------------
+def _geyer_pairs(rho_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Geyer's initial positive sequence, vectorised over the last axis: ``rho_t`` ``(lag, d)``
+    are the multi-chain autocorrelations of :func:`_ess_raw`. Returns ``(rho, max_t)``, the
+    truncated sequence and the last lag kept, exactly as the scalar loop of :func:`_ess_raw`."""
+    n_draw, d = rho_t.shape
+    rho = np.zeros_like(rho_t)
+    rho[0], rho[1] = 1.0, rho_t[1]
+    prev_sum, last_even = 1.0 + rho_t[1], np.ones(d)
+    active, t_end = np.ones(d, dtype=bool), np.ones(d, dtype=np.int64)
+    t = 1
+    while t < n_draw - 3:
+        active &= prev_sum > 0.0
+        if not active.any():
+            break
+        even, odd = rho_t[t + 1], rho_t[t + 2]
+        keep = active & (even + odd >= 0.0)
+        rho[t + 1], rho[t + 2] = np.where(keep, even, 0.0), np.where(keep, odd, 0.0)
+        t_end, last_even = np.where(active, t + 2, t_end), np.where(active, even, last_even)
+        prev_sum = np.where(active, even + odd, prev_sum)
+        t += 2
+    max_t = t_end - 2
+    cols = np.arange(d)
+    rho[max_t + 1, cols] = np.where(last_even > 0, last_even, rho[max_t + 1, cols])
+    return rho, max_t
+
+
+def _ess_raw_pixels(a: np.ndarray) -> np.ndarray:
+    """:func:`_ess_raw` for every column of ``a`` ``(chain, draw, d)`` at once (finite input)."""
+    n_chain, n_draw, d = a.shape
+    acov = autocovariance(a, axis=1)
+    mean_var = acov[:, 0].mean(0) * n_draw / (n_draw - 1.0)
+    var_plus = mean_var * (n_draw - 1.0) / n_draw
+    if n_chain > 1:
+        var_plus = var_plus + a.mean(axis=1).var(axis=0, ddof=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho, max_t = _geyer_pairs(1.0 - (mean_var - acov.mean(0)) / var_plus)
+    t = 1
+    while t <= max_t.max() - 2:  # initial monotone sequence
+        pair, prev = rho[t + 1] + rho[t + 2], (rho[t - 1] + rho[t]) / 2.0
+        fix = (t <= max_t - 2) & (pair > 2.0 * prev)
+        rho[t + 1], rho[t + 2] = np.where(fix, prev, rho[t + 1]), np.where(fix, prev, rho[t + 2])
+        t += 2
+    cols = np.arange(d)
+    csum = np.concatenate([np.zeros((1, d)), np.cumsum(rho, axis=0)])
+    tail = np.where(max_t + 1 < n_draw, rho[np.minimum(max_t + 1, n_draw - 1), cols], 0.0)
+    n_total = n_chain * n_draw
+    tau = np.maximum(-1.0 + 2.0 * csum[max_t + 1, cols] + tail, 1.0 / np.log10(n_total))
+    ess_ = n_total / tau
+    constant = (a.max(axis=(0, 1)) - a.min(axis=(0, 1))) < np.finfo(np.float64).resolution
+    return np.where(constant, float(n_total), ess_)
+
+
+def ess_mean_pixels(x) -> np.ndarray:
+    """``ess(x[..., j], method="mean")`` for every ``j`` of ``x`` ``(chain, draw, d)`` in one
+    vectorised pass (same numbers to round-off, tested): split chains, Geyer's initial positive
+    and monotone sequences. NaN contract as :func:`ess`."""
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 3:
+        raise ValueError(f"x must have shape (chain, draw, d), got {a.shape}")
+    out = np.full(a.shape[2], math.nan)
+    good = np.isfinite(a).all(axis=(0, 1))
+    if a.shape[1] < _MIN_DRAWS or not good.any():
+        return out
+    s = split_chains(a)
+    out[good] = _ess_raw_pixels(s[:, :, good])
+    return out
+
+
+def mcse_mean_pixels(x) -> np.ndarray:
+    """Monte Carlo standard error of each column's mean, ``sd / sqrt(ESS_mean)`` (as
+    :func:`mcse_mean`, Vehtari et al. 2021 §3), for ``x`` ``(chain, draw, d)``, vectorised."""
+    a = np.asarray(x, dtype=np.float64)
+    e = ess_mean_pixels(a)
+    sd = a.reshape(-1, a.shape[2]).std(axis=0, ddof=1) if a.shape[0] * a.shape[1] > 1 else np.full(a.shape[2], math.nan)
+    return sd / np.sqrt(e)
 
 
 # --------------------------------------------------------------------------------------------

@@ -269,6 +269,23 @@ def _header(s: dict) -> list[str]:
     ]
 
 
+def _stop_line(s: dict) -> list[str]:
+    """One sentence on how a run-until-converged run ended (nothing for a fixed-length run)."""
+    stop = s.get("stop") or {}
+    rule = stop.get("until")
+    if not rule:
+        return []
+    target = f"min ESS ≥ {rule['ess']:g} and max R̂ ≤ {rule['rhat']:g} on every traced quantity"
+    budget = f"n_steps = {stop.get('n_steps_max')}" + (f", {rule['max_minutes']:g} min" if rule.get("max_minutes") else "")
+    how = {"converged": f"<b>stopped converged</b>: {target} reached",
+           "max_minutes": f"<b>stopped on budget</b> (time, {budget}) before {target}",
+           "n_steps": f"<b>stopped on budget</b> (iterations, {budget}) before {target}"}.get(stop.get("reason"),
+                                                                                              html.escape(str(stop.get("reason"))))
+    cls = "ok" if stop.get("reason") == "converged" else "warn"
+    return [f"<div class='{cls}'>Run until converged: {how}, after {stop.get('iterations')} iterations "
+            f"({_fmt(stop.get('elapsed_s'))} s of sampling).</div>"]
+
+
 def _bias_sentence(name) -> list[str]:
     """The sampler family's known discretisation bias (``SamplerSpec.bias``), one sentence."""
     from pnp_imaging.samplers import get_sampler
@@ -283,7 +300,7 @@ def _bias_sentence(name) -> list[str]:
 def _verdict_section(s: dict) -> list[str]:
     from pnp_imaging.diagnostics import MAX_RHAT, MIN_ESS
 
-    parts = ["<h2>Verdict</h2>"]
+    parts = ["<h2>Verdict</h2>", *_stop_line(s)]
     warnings = s.get("warnings") or []
     if not warnings:
         return parts + [f"<div class='ok'>No warning: every tracked quantity has ESS ≥ {MIN_ESS:g} and "

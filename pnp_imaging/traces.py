@@ -66,6 +66,7 @@ class ChainRun:
         self.state = state
         self.iteration = 0
         self.n_kept = 0
+        self.elapsed_s = 0.0  # wall time of the sampling loop, summed over resumes
         self.n_steps, self.n_burnin, self.thin = n_steps, n_burnin, thin
         x = state.x
         self.n_chains = x.shape[0]

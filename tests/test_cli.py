@@ -202,21 +202,3 @@ def test_report_renders_in_headless_chromium(tmp_path):
 
     img = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert img.shape[0] >= 1000 and img.std() > 10  # not a blank page
-
-
-def test_progress_bar_shows_running_ess():
-    from types import SimpleNamespace
-
-    import torch
-    from tqdm import tqdm
-
-    from pnp_imaging.progress import SamplingProgress
-
-    bar = tqdm(total=60, disable=False, file=open(os.devnull, "w"))
-    progress = SamplingProgress(bar, n_burnin=10, every=25)
-    g = torch.Generator().manual_seed(0)
-    for i in range(1, 61):
-        progress(i, SimpleNamespace(x=torch.randn(2, 1, 4, 4, generator=g)), None)
-    assert bar.n == 60
-    assert "ess_mean" in bar.postfix and float(bar.postfix.split("=")[1]) > 20  # iid draws: ESS ~ 100
-    bar.close()

@@ -130,3 +130,30 @@ def test_image_range_flags_only_real_excursions_and_locates_them():
     assert bad["n_pixels"] == 161 and abs(bad["fraction"] - 161 / 8192) < 1e-12
     assert bad["rows"] == [0, 49] and bad["cols"] == [0, 25]
     assert bad["warning"].startswith("image range: 1.97% of the chains' pixels are outside [-0.1, 1.1] (rows 0-49, cols 0-25)")
+
+
+def test_ess_and_mcse_per_pixel_equal_the_scalar_functions():
+    """The vectorised per-pixel ESS / MCSE (used for the MMSE's MCSE map) give the scalar
+    ``ess(method="mean")`` / ``mcse_mean`` of every column to round-off: AR(1) columns with
+    phi in (-0.9, 0.99), a constant column, a column whose chains disagree, short and odd chains."""
+    from pnp_imaging.diagnostics import ess, ess_mean_pixels, mcse_mean, mcse_mean_pixels
+
+    rng = np.random.default_rng(0)
+    for chains, n in ((1, 5), (2, 7), (2, 50), (4, 301), (2, 1000)):
+        d = 40
+        phi = rng.uniform(-0.9, 0.99, d)
+        a = np.zeros((chains, n, d))
+        a[:, 0] = rng.standard_normal((chains, d))
+        for t in range(1, n):
+            a[:, t] = phi * a[:, t - 1] + rng.standard_normal((chains, d))
+        a[:, :, 0] = 3.0
+        a[:, :, 1] += 2.0 * np.arange(chains)[:, None]
+        ref = np.array([ess(a[..., j], method="mean") for j in range(d)])
+        np.testing.assert_allclose(ess_mean_pixels(a), ref, rtol=1e-10)
+        ref_m = np.array([mcse_mean(a[..., j]) for j in range(d)])
+        np.testing.assert_allclose(mcse_mean_pixels(a)[1:], ref_m[1:], rtol=1e-10)
+    a[0, 3, 5] = np.nan
+    assert np.isnan(ess_mean_pixels(a)[5]) and np.isfinite(ess_mean_pixels(a)[4])
+    assert np.isnan(ess_mean_pixels(a[:, :3])).all()
+    with pytest.raises(ValueError, match="chain, draw, d"):
+        ess_mean_pixels(a[0])

@@ -90,7 +90,10 @@ class ChainResult:
     configured and ``checkpoint_saved``). ``traces``: ``{name: (chain, iteration)}`` float64
     arrays for iterations ``1..n_done``. ``timings``: ``sampling_s`` (steps + statistics +
     traces, callbacks and checkpoint I/O excluded), ``callbacks_s``, ``checkpoint_s``,
-    ``s_per_step``.
+    ``s_per_step``. ``stop_reason``: ``"n_steps"`` (ran them all), ``"converged"`` or
+    ``"max_minutes"`` (a :class:`~pnp_imaging.convergence.StopRule` stopped it early; ``status``
+    is still ``"completed"``), or ``"interrupted"``; ``elapsed_s``: wall time of the loop summed
+    over resumes.
     """
 
     status: str
@@ -107,6 +110,8 @@ class ChainResult:
     checkpoint_path: str | None = None
     checkpoint_saved: bool = False
     slow_direction: torch.Tensor | None = None
+    stop_reason: str = "n_steps"
+    elapsed_s: float = 0.0
 
     def kept_traces(self) -> dict[str, np.ndarray]:
         """Traces at the kept iterations only (post burn-in, thinned): ``(chain, draw)``."""
@@ -223,7 +228,7 @@ class _Clock:
 def run_chain(kernel: Kernel, state, *, n_steps: int, n_burnin: int, thin: int, generator: torch.Generator,
               on_sample: Callable[[int, Any], None] | None = None, on_step: Callable[[int, Any, Any], None] | None = None,
               checkpoint=None, stats: PosteriorStats | None = None, trace: TraceConfig | None = None,
-              max_abs: float = 1e3, max_nll_rise: float | None = 2.0) -> ChainResult:
+              max_abs: float = 1e3, max_nll_rise: float | None = 2.0, monitor=None) -> ChainResult:
     """Run ``kernel`` from ``state`` for ``n_steps`` steps; the only sampling loop.
 
     Args:
@@ -244,6 +249,9 @@ def run_chain(kernel: Kernel, state, *, n_steps: int, n_burnin: int, thin: int, 
             per measurement (+25) above the chain's best value (``None`` disables it). Either
             stops the run with :class:`DivergenceError`; the checkpoint on disk stays the last
             good one.
+        monitor: a :class:`~pnp_imaging.convergence.ConvergenceMonitor`, consulted after every
+            iteration; with a stop rule it may end the run before ``n_steps`` (run until
+            converged, ``docs/algorithms.md §run-until-converged``; a checkpoint is written then).
 
     Returns:
         :class:`ChainResult`. Ctrl-C (SIGINT, main thread) stops at the end of the current
@@ -267,19 +275,21 @@ def run_chain(kernel: Kernel, state, *, n_steps: int, n_burnin: int, thin: int, 
         raise ValueError(f"max_nll_rise: must be > 0 (or None to disable), got {max_nll_rise!r}")
     run = ChainRun(state, n_steps, n_burnin, thin, stats, trace or TraceConfig())
     return _drive(kernel, run, generator=generator, on_sample=on_sample, on_step=on_step,
-                  checkpoint=checkpoint, max_abs=float(max_abs), max_nll_rise=max_nll_rise)
+                  checkpoint=checkpoint, max_abs=float(max_abs), max_nll_rise=max_nll_rise, monitor=monitor)
 
 
 def resume(path: str | Path, kernel: Kernel, *, generator: torch.Generator, on_sample: Callable | None = None,
            on_step: Callable | None = None, checkpoint="same", stats: PosteriorStats | None = None,
-           n_steps: int | None = None, max_abs: float = 1e3, max_nll_rise: float | None = 2.0) -> ChainResult:
+           n_steps: int | None = None, max_abs: float = 1e3, max_nll_rise: float | None = 2.0,
+           monitor=None) -> ChainResult:
     """Continue the run saved at ``path`` with ``kernel`` (same sampler, params and prior).
 
     Bitwise identical to an uninterrupted run with the same seed. ``generator``'s state is
     overwritten with the saved one. ``checkpoint="same"`` keeps checkpointing to ``path`` with
     the saved ``every``; pass another :class:`~pnp_imaging.checkpoint.CheckpointConfig` or None.
     ``stats`` / ``n_steps``: see :func:`pnp_imaging.checkpoint.load_run`. Returns the
-    :class:`ChainResult` of the whole run. Callbacks are not checkpointed.
+    :class:`ChainResult` of the whole run. Callbacks are not checkpointed. With a ``monitor``
+    whose rule the saved run already meets (or whose time budget it has spent), no step is taken.
     """
     run, payload = ckpt_mod.load_run(path, kernel, generator=generator, stats=stats, n_steps=n_steps)
     if checkpoint == "same":
@@ -287,7 +297,7 @@ def resume(path: str | Path, kernel: Kernel, *, generator: torch.Generator, on_s
     elif isinstance(checkpoint, str):
         raise ValueError(f"checkpoint: pass 'same', None or a CheckpointConfig, got {checkpoint!r}")
     return _drive(kernel, run, generator=generator, on_sample=on_sample, on_step=on_step,
-                  checkpoint=checkpoint, max_abs=float(max_abs), max_nll_rise=max_nll_rise)
+                  checkpoint=checkpoint, max_abs=float(max_abs), max_nll_rise=max_nll_rise, monitor=monitor)
 
 
 def _step(kernel, run: ChainRun, generator, nll_guard: _NllGuard, max_abs: float, ckpt: str | None):
@@ -305,14 +315,25 @@ def _step(kernel, run: ChainRun, generator, nll_guard: _NllGuard, max_abs: float
     return i, new_state, info, keep
 
 
-def _drive(kernel, run: ChainRun, *, generator, on_sample, on_step, checkpoint, max_abs, max_nll_rise) -> ChainResult:
+def _stop_reason(monitor, run: ChainRun, clock: _Clock, n_done_now: int, start: bool) -> str | None:
+    """Ask the monitor whether to stop; ``start``: before the first step of a resumed run (it
+    stops there when the saved iteration is a check the run passes, or the budget is spent)."""
+    if monitor is None or (start and run.iteration == 0):
+        return None
+    per_step = clock.totals["sampling_s"] / max(n_done_now, 1)
+    return monitor.after_step(run, run.elapsed_s, per_step)
+
+
+def _drive(kernel, run: ChainRun, *, generator, on_sample, on_step, checkpoint, max_abs, max_nll_rise,
+           monitor=None) -> ChainResult:
     ckpt_path = None if checkpoint is None else str(checkpoint.path)
     nll_guard = _NllGuard(run, kernel.problem, max_nll_rise)
-    start_iter, saved_at, status = run.iteration, -1, "completed"
+    start_iter, saved_at, status, base_s = run.iteration, -1, "completed", run.elapsed_s
     clock = _Clock()
+    reason = _stop_reason(monitor, run, clock, 0, start=start_iter > 0)
     with _SigintStop() as stop:
         try:
-            while run.iteration < run.n_steps:
+            while reason is None and run.iteration < run.n_steps:
                 i, state, info, keep = _step(kernel, run, generator, nll_guard, max_abs, ckpt_path)
                 clock.lap("sampling_s")
                 if on_step is not None:
@@ -320,7 +341,11 @@ def _drive(kernel, run: ChainRun, *, generator, on_sample, on_step, checkpoint, 
                 if keep and on_sample is not None:
                     on_sample(run.n_kept - 1, state)
                 clock.lap("callbacks_s")
-                if checkpoint is not None and (i % checkpoint.every == 0 or stop.requested or i == run.n_steps):
+                run.elapsed_s = base_s + sum(clock.totals.values())
+                reason = _stop_reason(monitor, run, clock, i - start_iter, start=False)
+                clock.lap("callbacks_s")
+                if checkpoint is not None and (i % checkpoint.every == 0 or stop.requested or i == run.n_steps
+                                               or reason is not None):
                     ckpt_mod.save_run(checkpoint, kernel, run, generator)
                     saved_at = i
                     clock.lap("checkpoint_s")
@@ -329,15 +354,19 @@ def _drive(kernel, run: ChainRun, *, generator, on_sample, on_step, checkpoint, 
                     break
         except KeyboardInterrupt:  # second Ctrl-C or not the main thread: no checkpoint written
             status = "interrupted"
-    return _result(kernel, run, status, clock, run.iteration - start_iter, ckpt_path, saved_at == run.iteration)
+    run.elapsed_s = base_s + sum(clock.totals.values())
+    reason = "interrupted" if status == "interrupted" else (reason or "n_steps")
+    return _result(kernel, run, status, clock, run.iteration - start_iter, ckpt_path, saved_at == run.iteration,
+                   reason)
 
 
-def _result(kernel, run: ChainRun, status: str, clock: _Clock, n_done_now: int, ckpt_path, saved: bool) -> ChainResult:
+def _result(kernel, run: ChainRun, status: str, clock: _Clock, n_done_now: int, ckpt_path, saved: bool,
+            reason: str) -> ChainResult:
     timings = {**clock.totals, "s_per_step": clock.totals["sampling_s"] / max(n_done_now, 1),
                "steps_this_call": n_done_now}
     return ChainResult(
         status=status, state=run.state, stats=run.stats, traces=run.traces_dict(), n_steps=run.n_steps,
         n_burnin=run.n_burnin, thin=run.thin, n_done=run.iteration, n_kept=run.n_kept,
         kernel_config=kernel.config(), timings=timings, checkpoint_path=ckpt_path, checkpoint_saved=saved,
-        slow_direction=run.slow_vector(),
+        slow_direction=run.slow_vector(), stop_reason=reason, elapsed_s=run.elapsed_s,
     )
