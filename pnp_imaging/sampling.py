@@ -18,14 +18,14 @@ from pnp_imaging.convergence import ConvergenceMonitor, StopRule
 from pnp_imaging.posterior import Posterior
 from pnp_imaging.samplers.kernel import Kernel, get_sampler
 
-__all__ = ["sample", "SamplingInterrupted", "truth_metrics"]
+__all__ = ["sample", "auto_sampler", "SamplingInterrupted", "truth_metrics"]
 
 
 class SamplingInterrupted(RuntimeError):
     """Sampling was stopped by Ctrl-C; the checkpoint (if any) can be resumed."""
 
 
-def sample(problem, prior, sampler: str | Kernel = "skrock", *, generator: torch.Generator, n_steps: int = 1000,
+def sample(problem, prior, sampler: str | Kernel = "auto", *, generator: torch.Generator, n_steps: int = 1000,
            n_burnin: int | None = None, thin: int = 1, chains: int = 2, x0: torch.Tensor | None = None,
            init_spread: float = 0.05, credible_level: float = 0.9, scales: tuple[int, ...] = (1, 2, 4, 8),
            n_projections: int = 4, checkpoint: str | Path | None = None, checkpoint_every: int = 500,
@@ -37,8 +37,11 @@ def sample(problem, prior, sampler: str | Kernel = "skrock", *, generator: torch
         problem: a :class:`~pnp_imaging.problem.Problem`.
         prior: a :class:`~pnp_imaging.priors.ScorePrior` (or anything with ``score``,
             ``lipschitz``, ``eps``, ``alpha``).
-        sampler: a registered family (``pnp_imaging.samplers.sampler_names()``: ``"pnp-ula"``,
-            ``"skrock"``, ...); ``**options`` are its options (e.g. ``stages=15``,
+        sampler: ``"auto"`` (the likelihood-exact ``pnp-kinetic-exp`` when ``problem`` has an
+            exact data flow — Gaussian noise with circular blur, inpainting or identity — else
+            ``skrock``; :func:`auto_sampler`) or a registered family
+            (``pnp_imaging.samplers.sampler_names()``: ``"pnp-ula"``, ``"skrock"``,
+            ``"pnp-lm-exp"``, ...); ``**options`` are its options (e.g. ``stages=15``,
             ``step_size=1e-5``, ``box=None``), checked against the family's Options dataclass.
             Or a :class:`~pnp_imaging.samplers.kernel.Kernel` already bound to ``problem`` and
             ``prior`` (then no ``**options``).
@@ -74,6 +77,8 @@ def sample(problem, prior, sampler: str | Kernel = "skrock", *, generator: torch
     ...                           generator=torch.Generator().manual_seed(0))  # doctest: +SKIP
     >>> post.mmse.shape, post.verdict                                        # doctest: +SKIP
     """
+    if sampler == "auto":
+        sampler = auto_sampler(problem)
     spec = get_sampler(sampler.name if isinstance(sampler, Kernel) else sampler)
     n_burnin = (0 if spec.independent else n_steps // 10) if n_burnin is None else n_burnin
     _check_arguments(n_steps, n_burnin, thin, chains, credible_level, generator)
@@ -85,6 +90,14 @@ def sample(problem, prior, sampler: str | Kernel = "skrock", *, generator: torch
                          checkpoint_every=checkpoint_every, checkpoint_config=checkpoint_config, resume=resume,
                          max_nll_rise=max_nll_rise, on_sample=on_sample, progress=progress, rule=rule)
     return summarise(result, kernel, problem, credible_level=credible_level, rule=rule)
+
+
+def auto_sampler(problem) -> str:
+    """What ``sampler="auto"`` picks for ``problem``: ``config.AUTO_SAMPLERS["exact"]`` when its
+    data term has an exact flow (:attr:`Problem.has_data_prox`), else ``AUTO_SAMPLERS["explicit"]``."""
+    from pnp_imaging.config import AUTO_SAMPLERS
+
+    return AUTO_SAMPLERS["exact" if problem.has_data_prox else "explicit"]
 
 
 def _bind(spec, sampler, problem, prior, options: dict) -> Kernel:

@@ -126,3 +126,15 @@ def test_default_prior_follows_the_channel_count(tmp_path):
     with pytest.raises(ConfigError, match=r"^prior.denoiser: 'lipdncnn_gray_s5' takes 1-channel .* use 'lipdncnn_rgb_s5'"):
         build_components(resolve_config({"image": str(data / "coffee_128.png"),
                                          "prior": {"denoiser": "lipdncnn_gray_s5"}}), generator=g)
+
+
+def test_auto_sampler_is_likelihood_exact_where_the_problem_allows():
+    from operators.noise import PoissonNoise
+
+    problem, prior = _gaussian()
+    post = sample(problem, prior, n_steps=30, chains=2, generator=torch.Generator().manual_seed(0))
+    assert post.summary["sampler"] == "pnp-kinetic-exp"
+    poisson = Problem(operator=Identity(), noise=PoissonNoise(50.0), y=problem.y.clamp(0, 1))
+    from pnp_imaging.sampling import auto_sampler
+
+    assert auto_sampler(poisson) == "skrock"

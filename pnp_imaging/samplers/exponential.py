@@ -112,6 +112,7 @@ class ExpParams:
     projected: bool = True
     rule: str = "manual"
     friction: float | None = None
+    overdamped_start: int = 0
     flow: DataFlow | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
@@ -124,12 +125,13 @@ class ExpParams:
     def describe(self) -> dict:
         """JSON-able description (checkpoints, reports)."""
         return {"step_size": self.step_size, "scheme": self.scheme, "lam": self.lam, "friction": self.friction,
+                "overdamped_start": self.overdamped_start,
                 "clip": None if self.clip is None else list(self.clip), "projected": self.projected, "rule": self.rule}
 
 
 def make_params(problem, prior, *, scheme: str, step_size: float | str = "auto", lam: float | str = "auto",
                 clip: tuple[float, float] | None = (-1.0, 2.0), projected: bool = True,
-                fraction: float | None = None, friction: float | None = None) -> ExpParams:
+                fraction: float | None = None, friction: float | None = None, overdamped_start: int = 0) -> ExpParams:
     """Resolve ``"auto"`` by the prior-only rule ``δ = fraction/(αL/ε [+ 1/λ])`` (module
     docstring), build the exact data flow (refused in one line when H has no diagonalisation)."""
     fraction = _DEFAULT_FRACTION.get(scheme, 0.5) if fraction is None else float(fraction)
@@ -145,7 +147,7 @@ def make_params(problem, prior, *, scheme: str, step_size: float | str = "auto",
         parts.append(f"delta={fraction}/(alpha*L/eps{' + 1/lam' if soft else ''}) with alpha*L/eps={prior.lipschitz:.6g}")
     rule = "manual" if not parts else "prior-only rule (docs/algorithms.md §likelihood-exact): " + ", ".join(parts)
     flow = DataFlow.build(problem, float(step_size), scheme)
-    return ExpParams(float(step_size), scheme, lam_value, clip, projected, rule, friction, flow)
+    return ExpParams(float(step_size), scheme, lam_value, clip, projected, rule, friction, int(overdamped_start), flow)
 
 
 def init(x0: torch.Tensor, problem, prior, params: ExpParams) -> ExpState:

@@ -26,6 +26,13 @@ steps). Measured on that demo (cameraman 256², 9×9 uniform blur, σ_y = 1/255,
 direction 516) at γ = 0.15, 8.7 at γ = 0.5, 3.1 for ``pnp-lm-exp`` (the same evaluations), and
 3.0 for SK-ROCK with 2.5× the evaluations (150 steps × 10 stages). ``V₀ = (h/2) M b(X₀)``, which
 makes the first step LM's with ``Z₀ = 0``.
+
+``overdamped_start`` (default 50, *our choice*): the first steps use ``c = 0``, i.e. they are
+``pnp-lm-exp`` steps. Chains start out of equilibrium (dispersed around the MAP); with little
+friction the potential energy they shed on the way in becomes velocity that carries them past
+the data and back (measured: 50 % inpainting, σ_y = 1/255, starts MAP + 0.05·N(0, I): −log p(y|x)
+rose 3.3 per measurement above its best by step 7 and the divergence guard stopped the run).
+Overdamped steps dissipate that energy; the switch to the kinetic steps keeps the state.
 """
 from __future__ import annotations
 
@@ -35,7 +42,7 @@ from typing import NamedTuple
 
 import torch
 
-from pnp_imaging._checks import check_positive
+from pnp_imaging._checks import check_count, check_positive
 from pnp_imaging.samplers import exponential as ex
 from pnp_imaging.samplers.box import apply_box, initial_position
 from pnp_imaging.samplers.kernel import Kernel, SamplerSpec, register
@@ -73,7 +80,7 @@ def step(state: KineticState, problem, prior, params, *, generator: torch.Genera
     x, half = state.x, _H / 2.0
     v = state.v + half * state.mdrift
     x_new = x + half * v
-    c = math.exp(-params.friction * _H)
+    c = 0.0 if state.step < params.overdamped_start else math.exp(-params.friction * _H)
     xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     v = v.mul_(c).add_(params.flow.spectrum.apply(xi, params.flow.noise_gain), alpha=math.sqrt(1.0 - c * c))
     x_new.add_(v, alpha=half)
@@ -92,15 +99,18 @@ class KineticOptions(ex.ExpOptions):
     """:class:`~.exponential.ExpOptions` plus ``friction`` γ > 0 (per unit of preconditioned time)."""
 
     friction: float = 0.15
+    overdamped_start: int = 50
 
     def __post_init__(self):
         super().__post_init__()
         object.__setattr__(self, "friction", check_positive("friction", self.friction))
+        object.__setattr__(self, "overdamped_start", check_count("overdamped_start", self.overdamped_start, 0))
 
 
 def build(problem, prior, options: KineticOptions) -> Kernel:
     params = ex.make_params(problem, prior, scheme="kinetic", step_size=options.step_size, clip=options.box,
-                            projected=options.projected, fraction=options.step_fraction, friction=options.friction)
+                            projected=options.projected, fraction=options.step_fraction, friction=options.friction,
+                            overdamped_start=options.overdamped_start)
     return kernel(problem, prior, params)
 
 
