@@ -50,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
     # splitting: auto = proximal data step when exact (Gaussian noise + inpainting/circular blur), else gradient
     # type continuation: sigma_max/levels/target_steps (docs/algorithms.md §map-continuation); pnp-sgd ignores them
     "map": {"type": "pnp-sgd", "n_steps": 300, "tol": 1e-5, "enabled": True, "splitting": "auto",
-            "step_fraction": 1.0, "sigma_max": 25.0 / 255.0, "levels": 8, "target_steps": 16},
+            "step_fraction": 1.0, "sigma_max": 25.0 / 255.0, "levels": 8, "target_steps": 8},
     "estimates": {"credible_level": 0.9, "scales": [1, 2, 4, 8], "n_projections": 4},
     "checkpoint_every": 500,
     "mismatch": None,  # optional: {denoiser: other zoo name, operator: {...}, n_states: int, run_other: bool}
@@ -173,7 +173,7 @@ class MapConfig:
     step_fraction: float
     sigma_max: float = 25.0 / 255.0
     levels: int = 8
-    target_steps: int = 16
+    target_steps: int = 8
 
     @classmethod
     def from_dict(cls, d: dict) -> "MapConfig":

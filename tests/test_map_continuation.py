@@ -137,7 +137,7 @@ def test_config_accepts_continuation_and_rejects_gradient_splitting():
     from pnp_imaging.config import ConfigError, MapConfig, DEFAULTS
 
     cfg = MapConfig.from_dict({**DEFAULTS["map"], "type": "continuation", "levels": 4})
-    assert (cfg.type, cfg.levels, cfg.target_steps) == ("continuation", 4, 16)
+    assert (cfg.type, cfg.levels, cfg.target_steps) == ("continuation", 4, 8)
     with pytest.raises(ConfigError, match="map.splitting: continuation needs the proximal data step"):
         MapConfig.from_dict({**DEFAULTS["map"], "type": "continuation", "splitting": "gradient"})
     with pytest.raises(ConfigError, match="map.levels: must be an integer"):

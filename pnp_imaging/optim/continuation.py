@@ -49,7 +49,7 @@ SIGMA_MAX = 25.0 / 255.0
 #: number of continuation levels above √ε
 N_LEVELS = 8
 #: default budget of the target stage
-MAX_TARGET_STEPS = 20
+MAX_TARGET_STEPS = 8
 
 
 @dataclass(frozen=True)
