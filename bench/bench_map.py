@@ -14,6 +14,12 @@ one run each):
 
 * ``ours_map_pnp_sgd``: ``pnp_imaging.map_estimate`` (s = √ε perturbation, Robbins–Monro steps,
   box [-1, 2], proximal data step — exact for both problems) from the initial guess;
+* ``ours_map_continuation``: ``pnp_imaging.map_estimate(..., method="continuation")``
+  (``docs/algorithms.md §map-continuation``: DPIR-type levels from 25/255 down to √ε, then at most 8
+  forward–backward steps at √ε; refused, and recorded as an error, for a single-level denoiser);
+  its time against DPIR's is also measured as the median of ``--repeats`` interleaved runs
+  (``fast_map_timing``; ratios in ``ratios[<problem>]["continuation"]``); every MAP entry has its
+  ``denoiser_calls`` and ``map_health``;
 * ``ours_map_pnp_sgd_gradient_splitting``: the same with ``splitting="gradient"`` (explicit
   data-gradient step, δ₀ = 1/(αL/ε + L_y)), to measure what the proximal step buys;
 * ``ours_mmse_skrock``: ``pnp_imaging.sample(problem, prior, "skrock", chains=1, x0=MAP)``
@@ -32,6 +38,8 @@ one run each):
 * ``back_projection``: Aᵀy clipped (the floor); ``initial_guess``: the start of every
   iterative method here, ``Problem.initial_guess()`` (= Aᵀy for deblurring; for inpainting the
   observed pixels with the holes filled by normalised convolution).
+
+``--map-only``: the MAP estimators and the deepinv solvers only (no SK-ROCK, no warm start).
 
 Warm start (``warm_start``): the SK-ROCK run of ``ours_mmse_skrock`` (init = MAP) and a run
 of the same length from the initial guess (key ``back_projection``, the api's

@@ -186,7 +186,7 @@ class MapConfig:
                    _choice("map.splitting", d["splitting"], ("auto", "proximal", "gradient")),
                    _positive("map.step_fraction", d["step_fraction"], 2.0, " (forward-backward stability)"),
                    _positive("map.sigma_max", d["sigma_max"], 1.0, " (a denoiser std on the [0, 1] scale)"),
-                   _int("map.levels", d["levels"], 0), _int("map.target_steps", d["target_steps"], 0))
+                   _int("map.levels", d["levels"], 1), _int("map.target_steps", d["target_steps"], 0))
 
 
 @dataclass(frozen=True)

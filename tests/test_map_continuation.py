@@ -115,13 +115,13 @@ def test_budgets_count_denoiser_calls():
     assert len(prior.denoiser.calls) == res.n_iter == 3
 
 
-def test_single_level_denoiser_runs_the_target_stage_to_n_steps():
-    problem, prior, mode, _ = _setup("blur")
+def test_single_level_denoiser_is_refused_before_any_call():
+    problem, prior, _, _ = _setup("blur")
     prior.denoiser.sigma_range = (0.1, 0.1)
-    res = map_estimate(problem, prior, generator=torch.Generator().manual_seed(0), method="continuation", box=None,
-                       target_steps=5, n_steps=4000, tol=1e-13)
-    assert prior.denoiser.calls == pytest.approx([0.1] * res.n_iter) and res.n_iter > 5
-    assert torch.linalg.vector_norm(res.x - mode) / torch.linalg.vector_norm(mode) < 1e-7
+    with pytest.raises(ValueError, match=r"^map.type: continuation needs denoiser levels above sqrt\(eps\) = 0.1 "
+                                         r".*use map.type: pnp-sgd or a noise-conditional denoiser$"):
+        map_estimate(problem, prior, generator=torch.Generator(), method="continuation")
+    assert prior.denoiser.calls == []
 
 
 def test_errors_are_one_line_and_come_before_any_denoiser_call():
@@ -142,3 +142,38 @@ def test_config_accepts_continuation_and_rejects_gradient_splitting():
         MapConfig.from_dict({**DEFAULTS["map"], "type": "continuation", "splitting": "gradient"})
     with pytest.raises(ConfigError, match="map.levels: must be an integer"):
         MapConfig.from_dict({**DEFAULTS["map"], "levels": 2.5})
+
+
+def test_run_with_map_type_continuation(tmp_path, data_dir):
+    # the config path end to end: map.type reaches map_estimate, the summary records it
+    import json
+
+    import yaml
+
+    from pnp_imaging.cli import main
+    from pnp_imaging.imageio import read_image, write_image
+
+    write_image(tmp_path / "crop.png", read_image(data_dir / "cameraman.png")[..., 100:132, 100:132])
+    cfg = {"seed": 1, "image": str(tmp_path / "crop.png"), "noise": {"type": "gaussian", "sigma": 0.02},
+           "operator": {"type": "blur", "kernel": "uniform", "size": 5, "boundary": "circular"},
+           "prior": {"denoiser": "drunet_gray", "eps": (10 / 255) ** 2},
+           "map": {"type": "continuation", "levels": 3, "target_steps": 2, "n_steps": 50},
+           "sampler": {"type": "skrock", "n_steps": 4, "n_burnin": 1, "chains": 2, "stages": 3}}
+    (tmp_path / "cont.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(tmp_path / "cont.yaml"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    info = json.loads((tmp_path / "out" / "summary.json").read_text())["map"]
+    assert info["type"] == "continuation" and info["n_iter"] == 5 and info["perturbation"] == 0.0
+
+
+def test_a_step_too_long_stops_on_the_objective_and_returns_the_lowest_iterate():
+    # step_fraction 3 > 2: forward-backward oscillates on the prior's stiffest modes and U grows;
+    # the estimate (O) sees it before the divergence guard does
+    problem, prior, _, potential = _setup("inpainting")
+    params = continuation.auto_params(problem, prior, sigma_max=0.5, n_levels=4, step_fraction=3.0,
+                                      max_target_steps=200, box=None)
+    xs = []
+    res = continuation.run_continuation(problem, prior, problem.initial_guess(), n_steps=300, params=params, tol=0.0,
+                                        on_step=lambda s, i: xs.append(s.x.clone()) if i.stage == "target" else None)
+    assert res.stop_reason == "objective" and len(xs) < 200
+    values = [potential(x) for x in xs]
+    assert potential(res.x) == pytest.approx(min(values[:-1]), rel=1e-9) and values[-1] > min(values)

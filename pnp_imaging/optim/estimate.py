@@ -1,7 +1,6 @@
 """``map_estimate(problem, prior, ...)``: the MAP by PnP-SGD or by continuation, and a check that it is sane."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -31,9 +30,9 @@ def map_estimate(problem, prior, *, generator: torch.Generator, n_steps: int = 3
     when the relative change stays below ``tol`` for 10 iterations, or on divergence.
     ``method="continuation"`` (``§map-continuation``, :mod:`~pnp_imaging.optim.continuation`):
     ``levels`` denoiser levels from ``sigma_max`` down to √ε (equation (C)), then at most
-    ``target_steps`` forward–backward steps (T) at √ε (all ``n_steps`` of them when the denoiser
-    has a single level), stopped by ``tol`` or by the objective estimate (O); needs an exact data
-    prox. ``step_fraction``: δ as a fraction of ε/(αL). ``x0``: start ``[1, C, H, W]`` (default
+    ``target_steps`` forward–backward steps (T) at √ε, stopped by ``tol`` or by the objective
+    estimate (O), ``n_steps`` denoiser calls at most; needs an exact data prox and a denoiser with
+    levels above √ε (one-line error otherwise). ``step_fraction``: δ as a fraction of ε/(αL). ``x0``: start ``[1, C, H, W]`` (default
     ``problem.initial_guess()``). Divergence raises ``ValueError`` naming the fix.
 
     >>> res = map_estimate(problem, prior, generator=torch.Generator().manual_seed(0))  # doctest: +SKIP
@@ -45,8 +44,6 @@ def map_estimate(problem, prior, *, generator: torch.Generator, n_steps: int = 3
     if method == "continuation":
         params = continuation.auto_params(problem, prior, sigma_max=sigma_max, n_levels=levels,
                                           step_fraction=step_fraction, max_target_steps=target_steps, box=box)
-        if not params.sigmas:  # a single-level denoiser: the target stage is the whole optimisation
-            params = dataclasses.replace(params, max_target_steps=n_steps)
         result = continuation.run_continuation(problem, prior, start, n_steps=n_steps, params=params, tol=tol,
                                                on_step=on_step)
     elif method == "pnp-sgd":
