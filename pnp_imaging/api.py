@@ -146,7 +146,8 @@ def _map_step(cfg: RunConfig, parts: Components, work: Path, generator, progress
         generator.set_state(saved["rng"])
         return saved["x"].to(parts.problem.y.dtype), saved["info"]
     m, box = cfg.map, cfg.sampler.options.box
-    bar = progress_bar(m.n_steps, f"MAP ({m.type})", progress)
+    total = m.n_steps if m.type == "pnp-sgd" else min(m.n_steps, m.levels + m.target_steps)
+    bar = progress_bar(total, f"MAP ({m.type})", progress)
     t0 = time.perf_counter()
     try:
         res = map_estimate(parts.problem, parts.prior, generator=generator, n_steps=m.n_steps, splitting=m.splitting,
