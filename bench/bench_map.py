@@ -14,6 +14,12 @@ one run each):
 
 * ``ours_map_pnp_sgd``: ``pnp_imaging.map_estimate`` (s = √ε perturbation, Robbins–Monro steps,
   box [-1, 2], proximal data step — exact for both problems) from the initial guess;
+* ``ours_map_continuation``: ``pnp_imaging.map_estimate(..., method="continuation")``
+  (``docs/algorithms.md §map-continuation``: DPIR-type levels from 25/255 down to √ε, then at most 8
+  forward–backward steps at √ε; refused, and recorded as an error, for a single-level denoiser);
+  its time against DPIR's is also measured as the median of ``--repeats`` interleaved runs
+  (``fast_map_timing``; ratios in ``ratios[<problem>]["continuation"]``); every MAP entry has its
+  ``denoiser_calls`` and ``map_health``;
 * ``ours_map_pnp_sgd_gradient_splitting``: the same with ``splitting="gradient"`` (explicit
   data-gradient step, δ₀ = 1/(αL/ε + L_y)), to measure what the proximal step buys;
 * ``ours_mmse_skrock``: ``pnp_imaging.sample(problem, prior, "skrock", chains=1, x0=MAP)``
@@ -32,6 +38,8 @@ one run each):
 * ``back_projection``: Aᵀy clipped (the floor); ``initial_guess``: the start of every
   iterative method here, ``Problem.initial_guess()`` (= Aᵀy for deblurring; for inpainting the
   observed pixels with the holes filled by normalised convolution).
+
+``--map-only``: the MAP estimators and the deepinv solvers only (no SK-ROCK, no warm start).
 
 Warm start (``warm_start``): the SK-ROCK run of ``ours_mmse_skrock`` (init = MAP) and a run
 of the same length from the initial guess (key ``back_projection``, the api's
@@ -73,9 +81,10 @@ def settings(args) -> dict:
         d = dict(crop=64, stages=10, map_steps=200, mmse_steps=60, mmse_burnin=10, hqs_iters=30, pgd_iters=100)
     else:
         d = dict(crop=None, stages=10, map_steps=300, mmse_steps=200, mmse_burnin=20, hqs_iters=50, pgd_iters=200)
-    d.update(missing=0.8, inpaint_sigma=C.SIGMA_Y, map_tol=1e-5)
+    d.update(missing=0.8, inpaint_sigma=C.SIGMA_Y, map_tol=1e-5, repeats=1 if args.smoke else 5)
     d = C.apply_overrides(d, args)
     d["problems"] = [p.strip() for p in args.problems.split(",") if p.strip()]
+    d["map_only"] = bool(args.map_only)
     return d
 
 
@@ -87,6 +96,10 @@ def build_parser():
     ap.add_argument("--missing", type=float, default=None, help="inpainting missing ratio (0.8)")
     ap.add_argument("--inpaint-sigma", dest="inpaint_sigma", type=float, default=None, help="inpainting σ_y (1/255)")
     ap.add_argument("--problems", default="deblur,inpainting")
+    ap.add_argument("--repeats", type=int, default=None, help="timed repeats of the fast MAPs (continuation, DPIR), "
+                    "interleaved; the median is reported (5)")
+    ap.add_argument("--map-only", dest="map_only", action="store_true",
+                    help="MAP estimators only: no SK-ROCK MMSE and no warm-start comparison")
     return ap
 
 
@@ -116,14 +129,19 @@ def _skrock_run(problem, prior, x0, cfg, *, seed):
                   "step_size": s["step_size"], "n_steps": s["n_steps"], "n_burnin": s["n_burnin"]}
 
 
-def _map_entry(res, x_true, wall: float) -> dict:
-    p = res.params
-    return {"psnr": psnr(res.x, x_true), "wall_s": wall, "n_iter": res.n_iter, "stop_reason": res.stop_reason,
-            "step_size": p.step_size, "perturbation": p.perturbation, "splitting": p.splitting}
+def _map_entry(res, problem, wall: float) -> dict:
+    from pnp_imaging.optim import map_health
+
+    p, health = res.params, map_health(problem, res.x)
+    return {"psnr": psnr(res.x, problem.x_true), "wall_s": wall, "n_iter": res.n_iter, "denoiser_calls": res.n_iter,
+            "stop_reason": res.stop_reason, "step_size": p.step_size, "perturbation": p.perturbation,
+            "splitting": p.splitting, "map_health": {"misfit": health.misfit, "out_of_range": health.out_of_range,
+                                                     "warning": health.warning}}
 
 
 def _timed_map(problem, prior, xb, cfg, seed: int, **options):
-    """``pnp_imaging.map_estimate`` from ``xb``; ``(result or None, method entry)``."""
+    """``pnp_imaging.map_estimate`` from ``xb`` (``options``: e.g. ``method``, ``splitting``);
+    ``(result or None, method entry)``."""
     import pnp_imaging
 
     t = time.perf_counter()
@@ -132,7 +150,7 @@ def _timed_map(problem, prior, xb, cfg, seed: int, **options):
                                        n_steps=cfg["map_steps"], tol=cfg["map_tol"], **options)
     except ValueError as e:  # divergence: recorded, the bench goes on from the initial guess
         return None, {"psnr": None, "wall_s": time.perf_counter() - t, "error": str(e)[:200]}
-    return res, _map_entry(res, problem.x_true, time.perf_counter() - t)
+    return res, _map_entry(res, problem, time.perf_counter() - t)
 
 
 def _deterministic_gd(problem, prior, xb, cfg) -> dict:
@@ -143,21 +161,27 @@ def _deterministic_gd(problem, prior, xb, cfg) -> dict:
     t = time.perf_counter()
     res = pnp_sgd.run_map(problem, prior, xb, n_steps=cfg["map_steps"], params=params, generator=None,
                           tol=cfg["map_tol"])
-    return _map_entry(res, problem.x_true, time.perf_counter() - t)
+    return _map_entry(res, problem, time.perf_counter() - t)
 
 
 def _our_methods(problem, prior, cfg, seed: int, xb) -> tuple[dict, dict]:
-    """Our MAP (both splittings), the MMSE from it and the deterministic baseline; returns the
-    method entries and what the warm-start comparison needs."""
+    """Our MAPs (PnP-SGD, both splittings; continuation), the MMSE from PnP-SGD's MAP (not with
+    ``--map-only``) and the deterministic baseline; returns the method entries and what the
+    warm-start comparison needs."""
     x_true = problem.x_true
     M: dict = {"back_projection": {"psnr": psnr(problem.back_projection(), x_true), "wall_s": 0.0},
                "initial_guess": {"psnr": psnr(xb, x_true), "wall_s": 0.0}}
     mres, M["ours_map_pnp_sgd"] = _timed_map(problem, prior, xb, cfg, seed)
     t_map = M["ours_map_pnp_sgd"]["wall_s"]
-    if mres is not None and mres.params.splitting == "proximal":  # the explicit-gradient variant, for comparison
+    if mres is not None and mres.params.splitting == "proximal" and not cfg["map_only"]:  # for comparison
         M["ours_map_pnp_sgd_gradient_splitting"] = _timed_map(problem, prior, xb, cfg, seed, splitting="gradient")[1]
+    if problem.has_data_prox:
+        cres, M["ours_map_continuation"] = _timed_map(problem, prior, xb, cfg, seed, method="continuation")
+        if cres is not None:
+            M["ours_map_continuation"]["levels_255"] = [255 * s for s in cres.params.sigmas]
     x_map = mres.x if mres is not None else xb
-    post, info = _skrock_run(problem, prior, x_map, cfg, seed=seed + 1)
+    post, info = (None, {"status": "skipped (--map-only)"}) if cfg["map_only"] else \
+        _skrock_run(problem, prior, x_map, cfg, seed=seed + 1)
     M["ours_mmse_skrock"] = {"psnr": None, **info}
     if post is not None:
         extra = {k: v for k, v in info.items() if k != "wall_s"}
@@ -165,6 +189,37 @@ def _our_methods(problem, prior, cfg, seed: int, xb) -> tuple[dict, dict]:
                                  "sampling_wall_s": info["wall_s"], **extra}
     M["pnp_gd_deterministic"] = _deterministic_gd(problem, prior, xb, cfg)
     return M, {"post": post, "info": info, "x_map": x_map, "t_map": t_map}
+
+
+def _fast_map_timing(problem, den, prior, cfg, xb, seed: int) -> dict:
+    """Continuation MAP vs deepinv DPIR, same denoiser, timed ``repeats`` times interleaved
+    (``C.interleaved``, one warm-up round); median seconds and their ratio."""
+    import pnp_imaging
+
+    if not problem.has_data_prox:
+        return {"note": "no exact data prox: continuation not applicable"}
+    dpir, _ = _deepinv_solvers(problem, den, cfg)["deepinv_dpir"]
+    model, physics = dpir(), C.deepinv_physics(problem)
+
+    def run_dpir() -> float:
+        t = time.perf_counter()
+        with torch.no_grad():
+            model(problem.y, physics, init=xb.clone())
+        return time.perf_counter() - t
+
+    def run_cont() -> float:
+        t = time.perf_counter()
+        pnp_imaging.map_estimate(problem, prior, generator=torch.Generator().manual_seed(seed), x0=xb,
+                                 n_steps=cfg["map_steps"], tol=cfg["map_tol"], method="continuation")
+        return time.perf_counter() - t
+
+    try:
+        times = C.interleaved({"continuation": run_cont, "deepinv_dpir": run_dpir}, reps=cfg["repeats"])
+    except Exception as e:  # noqa: BLE001 - e.g. DPIR with a fixed-level denoiser: recorded, the bench goes on
+        return {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+    med = {k: C.median(v) for k, v in times.items()}
+    return {"seconds": times, "median_s": med, "continuation_over_dpir": _quotient(med["continuation"],
+                                                                                  med["deepinv_dpir"])}
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,17 +309,21 @@ def _warm_start(problem, ours: dict, post_bp, info_bp: dict, xb) -> dict:
 
 
 def run_problem(kind: str, problem, den, prior, cfg, seed: int) -> dict:
-    """Every method on one problem, and the warm-start comparison."""
+    """Every method on one problem, the timing of the fast MAPs and (not with ``--map-only``) the
+    warm-start comparison."""
     xb = problem.initial_guess()  # every iterative method starts here
     M, ours = _our_methods(problem, prior, cfg, seed, xb)
     M.update(_deepinv_methods(problem, den, cfg, xb))
+    out = {"methods": M, "fast_map_timing": _fast_map_timing(problem, den, prior, cfg, xb, seed)}
+    if cfg["map_only"]:
+        return {**out, "warm_start": {"note": "skipped (--map-only)"}}
     post_bp, info_bp = _skrock_run(problem, prior, xb, cfg, seed=seed + 2)
     ws: dict = {"init_map": ours["info"], "init_back_projection": info_bp}
     if ours["post"] is not None and post_bp is not None:
         ws.update(_warm_start(problem, ours, post_bp, info_bp, xb))
         M["skrock_from_back_projection"] = {"psnr": psnr(post_bp.mmse, problem.x_true), "wall_s": info_bp["wall_s"],
                                             "note": "MMSE with the same burn-in, no MAP (for the warm-start comparison)"}
-    return {"methods": M, "warm_start": ws}
+    return {**out, "warm_start": ws}
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,10 +353,28 @@ def _problem_ratios(r: dict) -> dict:
             "burnin_seconds_bp/map_incl_map": _quotient(bs["back_projection"], bs["map_incl_map_time"]),
             "note": "None when a run never entered the band within its budget (see raw)",
         }
+    if "ours_map_continuation" in M:
+        ent["continuation"] = _continuation_ratios(r)
     if None not in (mmse, ref["psnr"]) and mmse < ref["psnr"] - 1.0:
         ent["sanity"] = (f"SUSPECT POSTERIOR: MMSE {mmse:.2f} dB is > 1 dB below the MAP {ref['psnr']:.2f} dB; the "
                          "chain left the image manifold (denoiser poor at sigma = sqrt(eps), or L underestimated)")
     return ent
+
+
+def _continuation_ratios(r: dict) -> dict:
+    """Continuation MAP vs DPIR (issue target: PSNR >= DPIR's in <= 3x its time) and vs PnP-SGD."""
+    M, timing = r["methods"], r.get("fast_map_timing", {})
+    c, d, sgd = M["ours_map_continuation"], M.get("deepinv_dpir", {}), M["ours_map_pnp_sgd"]
+    diff = (c["psnr"] - d["psnr"]) if None not in (c.get("psnr"), d.get("psnr")) else None
+    ratio = timing.get("continuation_over_dpir")
+    return {
+        "psnr_minus_dpir_db": diff,
+        "time_over_dpir_median_interleaved": ratio,
+        "denoiser_calls_over_dpir": _quotient(c.get("denoiser_calls"), d.get("max_iter")),
+        "target_met_psnr_ge_dpir_time_le_3x": (diff >= 0 and ratio <= 3.0) if None not in (diff, ratio) else None,
+        "psnr_minus_pnp_sgd_db": (c["psnr"] - sgd["psnr"]) if None not in (c.get("psnr"), sgd.get("psnr")) else None,
+        "denoiser_calls_over_pnp_sgd": _quotient(c.get("denoiser_calls"), sgd.get("denoiser_calls")),
+    }
 
 
 def _notes(den_info: dict, suspect: list[str]) -> str:

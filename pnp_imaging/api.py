@@ -136,7 +136,7 @@ def _close_folder(work: Path, out_dir) -> str | None:
 # the steps of a run
 # --------------------------------------------------------------------------------------------
 def _map_step(cfg: RunConfig, parts: Components, work: Path, generator, progress: bool, resume: bool):
-    """PnP-SGD MAP (or its saved result on resume); returns ``(x_map, info)``."""
+    """MAP by ``map.type`` (or its saved result on resume); returns ``(x_map, info)``."""
     from pnp_imaging.optim import map_estimate, map_health
     from pnp_imaging.progress import progress_bar
 
@@ -146,17 +146,19 @@ def _map_step(cfg: RunConfig, parts: Components, work: Path, generator, progress
         generator.set_state(saved["rng"])
         return saved["x"].to(parts.problem.y.dtype), saved["info"]
     m, box = cfg.map, cfg.sampler.options.box
-    bar = progress_bar(m.n_steps, "MAP (PnP-SGD)", progress)
+    total = m.n_steps if m.type == "pnp-sgd" else min(m.n_steps, m.levels + m.target_steps)
+    bar = progress_bar(total, f"MAP ({m.type})", progress)
     t0 = time.perf_counter()
     try:
         res = map_estimate(parts.problem, parts.prior, generator=generator, n_steps=m.n_steps, splitting=m.splitting,
-                           step_fraction=m.step_fraction, box=box, tol=m.tol,
+                           step_fraction=m.step_fraction, box=box, tol=m.tol, method=m.type, sigma_max=m.sigma_max,
+                           levels=m.levels, target_steps=m.target_steps,
                            on_step=(lambda s, i: bar.update(1)) if bar else None)
     finally:
         if bar:
             bar.close()
     health = map_health(parts.problem, res.x)
-    info = {"n_iter": res.n_iter, "stop_reason": res.stop_reason, "step_size": res.params.step_size,
+    info = {"type": m.type, "n_iter": res.n_iter, "stop_reason": res.stop_reason, "step_size": res.params.step_size,
             "splitting": res.params.splitting, "perturbation": res.params.perturbation,
             "wall_s": time.perf_counter() - t0, "grad_norm_last": res.grad_norm[-1] if res.grad_norm else None,
             "misfit": health.misfit, "out_of_range": health.out_of_range, "warning": health.warning}

@@ -49,8 +49,9 @@ DEFAULTS: dict[str, Any] = {
                 "init": "map", "init_spread": 0.05, "max_nll_rise": 2.0,
                 "until": None},  # run until converged: {ess, rhat, max_minutes, check_every}; n_steps = cap
     # splitting: auto = proximal data step when exact (Gaussian noise + inpainting/circular blur), else gradient
+    # type continuation: sigma_max/levels/target_steps (docs/algorithms.md §map-continuation); pnp-sgd ignores them
     "map": {"type": "pnp-sgd", "n_steps": 300, "tol": 1e-5, "enabled": True, "splitting": "auto",
-            "step_fraction": 1.0},
+            "step_fraction": 1.0, "sigma_max": 25.0 / 255.0, "levels": 8, "target_steps": 8},
     "estimates": {"credible_level": 0.9, "scales": [1, 2, 4, 8], "n_projections": 4},
     "checkpoint_every": 500,
     "mismatch": None,  # optional: {denoiser: other zoo name, operator: {...}, n_states: int, run_other: bool}
@@ -185,16 +186,22 @@ class MapConfig:
     enabled: bool
     splitting: str
     step_fraction: float
+    sigma_max: float = 25.0 / 255.0
+    levels: int = 8
+    target_steps: int = 8
 
     @classmethod
     def from_dict(cls, d: dict) -> "MapConfig":
-        if d["type"] != "pnp-sgd":
-            _fail("map.type", f"unknown MAP estimator {d['type']!r}; valid: pnp-sgd")
+        _choice("map.type", d["type"], ("pnp-sgd", "continuation"))
         if not isinstance(d["enabled"], bool):
             _fail("map.enabled", f"must be true or false, got {d['enabled']!r}")
+        if d["type"] == "continuation" and d["splitting"] == "gradient":
+            _fail("map.splitting", "continuation needs the proximal data step; use 'auto' or map.type: pnp-sgd")
         return cls(d["type"], _int("map.n_steps", d["n_steps"], 1), _positive("map.tol", d["tol"]), d["enabled"],
                    _choice("map.splitting", d["splitting"], ("auto", "proximal", "gradient")),
-                   _positive("map.step_fraction", d["step_fraction"], 2.0, " (forward-backward stability)"))
+                   _positive("map.step_fraction", d["step_fraction"], 2.0, " (forward-backward stability)"),
+                   _positive("map.sigma_max", d["sigma_max"], 1.0, " (a denoiser std on the [0, 1] scale)"),
+                   _int("map.levels", d["levels"], 1), _int("map.target_steps", d["target_steps"], 0))
 
 
 @dataclass(frozen=True)

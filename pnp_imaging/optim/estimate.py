@@ -1,4 +1,4 @@
-"""``map_estimate(problem, prior, ...)``: the MAP by PnP-SGD, and a check that it is sane."""
+"""``map_estimate(problem, prior, ...)``: the MAP by PnP-SGD or by continuation, and a check that it is sane."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 
 from pnp_imaging._checks import check_count, check_generator
-from pnp_imaging.optim import pnp_sgd
+from pnp_imaging.optim import continuation, pnp_sgd
 
 __all__ = ["map_estimate", "map_health", "MapHealth"]
 
@@ -20,27 +20,41 @@ MAX_OUT_OF_RANGE = 5e-3
 
 def map_estimate(problem, prior, *, generator: torch.Generator, n_steps: int = 300, x0: torch.Tensor | None = None,
                  splitting: str = "auto", step_fraction: float = 1.0, box: tuple[float, float] | None = (-1.0, 2.0),
-                 tol: float = 1e-5, on_step: Callable | None = None) -> pnp_sgd.MAPResult:
-    """MAP estimate of ``problem`` under ``prior`` by PnP-SGD (``docs/algorithms.md §pnp-sgd``).
+                 tol: float = 1e-5, on_step: Callable | None = None, method: str = "pnp-sgd",
+                 sigma_max: float = continuation.SIGMA_MAX, levels: int = continuation.N_LEVELS,
+                 target_steps: int = continuation.MAX_TARGET_STEPS) -> pnp_sgd.MAPResult:
+    """MAP estimate of ``problem`` under ``prior``.
 
-    ``x0``: start ``[1, C, H, W]`` (default ``problem.initial_guess()``). ``splitting``:
-    ``"auto"`` takes the data term by its exact prox when there is one, else by its gradient.
-    ``step_fraction``: δ₀ as a fraction of the inverse Lipschitz bound. Stops at ``n_steps``, when
-    the relative change stays below ``tol`` for 10 iterations, or on divergence — which raises
-    ``ValueError`` naming the fix. Returns :class:`~pnp_imaging.optim.pnp_sgd.MAPResult`.
+    ``method="pnp-sgd"`` (``docs/algorithms.md §pnp-sgd``): ``splitting`` ``"auto"`` takes the
+    data term by its exact prox when there is one, else by its gradient; stops at ``n_steps``,
+    when the relative change stays below ``tol`` for 10 iterations, or on divergence.
+    ``method="continuation"`` (``§map-continuation``, :mod:`~pnp_imaging.optim.continuation`):
+    ``levels`` denoiser levels from ``sigma_max`` down to √ε (equation (C)), then at most
+    ``target_steps`` forward–backward steps (T) at √ε, stopped by ``tol`` or by the objective
+    estimate (O), ``n_steps`` denoiser calls at most; needs an exact data prox and a denoiser with
+    levels above √ε (one-line error otherwise). ``step_fraction``: δ as a fraction of ε/(αL). ``x0``: start ``[1, C, H, W]`` (default
+    ``problem.initial_guess()``). Divergence raises ``ValueError`` naming the fix.
 
     >>> res = map_estimate(problem, prior, generator=torch.Generator().manual_seed(0))  # doctest: +SKIP
     >>> res.x.shape, res.stop_reason                                                  # doctest: +SKIP
     """
     check_count("n_steps", n_steps, 1)
     check_generator(generator)
-    params = pnp_sgd.auto_params(problem, prior, box=box, splitting=splitting, step_fraction=step_fraction)
-    start = problem.initial_guess() if x0 is None else x0
-    result = pnp_sgd.run_map(problem, prior, start.to(problem.y.dtype), n_steps=n_steps, params=params,
-                             generator=generator, tol=tol, on_step=on_step)
+    start = (problem.initial_guess() if x0 is None else x0).to(problem.y.dtype)
+    if method == "continuation":
+        params = continuation.auto_params(problem, prior, sigma_max=sigma_max, n_levels=levels,
+                                          step_fraction=step_fraction, max_target_steps=target_steps, box=box)
+        result = continuation.run_continuation(problem, prior, start, n_steps=n_steps, params=params, tol=tol,
+                                               on_step=on_step)
+    elif method == "pnp-sgd":
+        params = pnp_sgd.auto_params(problem, prior, box=box, splitting=splitting, step_fraction=step_fraction)
+        result = pnp_sgd.run_map(problem, prior, start, n_steps=n_steps, params=params, generator=generator, tol=tol,
+                                 on_step=on_step)
+    else:
+        raise ValueError(f"map.type: unknown MAP method {method!r}; valid: pnp-sgd, continuation")
     if result.stop_reason == "divergence":
         raise ValueError(
-            f"map: PnP-SGD diverged at iteration {result.n_iter}; lower map.step_fraction or raise prior.eps "
+            f"map: {method} diverged at iteration {result.n_iter}; lower map.step_fraction or raise prior.eps "
             "(the denoiser's residual Lipschitz constant may exceed its model-card value)")
     return result
 
