@@ -175,7 +175,8 @@ def test_inpainting_per_pixel(scheme):
         assert abs(r.mean() - 1) < Z_MAX * r.std() / math.sqrt(r.numel()), (observed, r.mean())
 
 
-def test_lm_gmm_2d_marginals():
+@pytest.mark.parametrize("scheme", ["lm", "kinetic"])
+def test_gmm_2d_marginals(scheme):
     """Two-mode 2-D Gaussian mixture prior (exact GMM denoiser), δ = 0.1 (5× the PnP-ULA test's
     step): KS distance of each marginal to the exact smoothed posterior within the 1 %
     Kolmogorov critical value at the bulk ESS, plus 0.01 for the O(δ²) bias."""
@@ -183,10 +184,9 @@ def test_lm_gmm_2d_marginals():
     problem, den, post, pw = _gmm_problem([0.5, 0.5], [[-0.7, -0.7], [0.7, 0.9]], [[[0.3, 0.1], [0.1, 0.2]],
                                           [[0.2, -0.05], [-0.05, 0.4]]], [0.2, -0.1], sigma, eps)
     prior = ScorePrior(den, eps, lipschitz=1.0)
-    params = ex.make_params(problem, prior, scheme="lm", step_size=0.1, clip=None, projected=False)
+    k = build_kernel(ex.SCHEMES[scheme], problem, prior, step_size=0.1, box=None, projected=False)
     g = torch.Generator().manual_seed(0)
-    draws = _run(ex.kernel(problem, prior, params), dispersed_init(problem.y, 1000, spread=1.5, generator=g), 500,
-                 g, n_burnin=200, thin=5)
+    draws = _run(k, dispersed_init(problem.y, 1000, spread=1.5, generator=g), 500, g, n_burnin=200, thin=5)
     for i in range(2):
         xi = np.sort(draws[:, :, i].ravel())
         n = xi.size
