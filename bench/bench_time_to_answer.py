@@ -430,7 +430,7 @@ def _summary(problems: dict, ratios: dict) -> dict:
     out = {}
     anchor = anchor_name()
     for name, t in TARGETS.items():
-        rows = [r[f"{name}/{anchor}"] for r in ratios.values() if f"{name}/{anchor}" in r]
+        rows = [r[f"{name}/{anchor}"] for p, r in ratios.items() if p != "summary" and f"{name}/{anchor}" in r]
         out[f"{name}/{anchor}"] = {"target": f">= {t}", "per_problem_met": [r.get("met") for r in rows],
                                    "met_everywhere": all(r.get("met") is True for r in rows) if rows else None}
     out["answer_reached"] = {p: {n: c["answer"]["reached"] for n, c in raw["contenders"].items()}
@@ -456,21 +456,22 @@ def main(argv: list[str] | None = None) -> dict:
     t_all = time.perf_counter()
     from torch.nn.utils import parametrize
 
-    with parametrize.cached() if cfg["weight_cache"] else contextlib.nullcontext():
-        for image in cfg["images"]:
-            for operator in cfg["operators"]:
-                key = f"{image}/{operator}"
-                problems[key], ratios[key], w = run_problem(base, cfg, args, image, operator)
-                warnings += w
-    ratios["summary"] = _summary(problems, ratios)
     config = {**cfg, "anchor": anchor_name(), "old_default": OLD_DEFAULT, "targets": TARGETS,
               "images_files": {k: str(Path(IMAGES[k]).relative_to(C.ROOT)) for k in cfg["images"]},
               "sigma_y": C.SIGMA_Y, "eps": C.EPS, "alpha": 1.0, "lipschitz": base.L_info, "dtype": "float32",
               "deepinv_step_rule": DEEPINV_RULE, "weight_cache_max_abs_diff": cache_diff}
-    status = warnings[-1][0] if warnings else "ok"
-    C.write_result(NAME, args, config=config, denoiser=base.den_info,
-                   raw={"problems": problems, "bench_wall_s": time.perf_counter() - t_all}, ratios=ratios,
-                   notes=_notes(base.den_info, cfg, [w for _, w in warnings]), status=status, machine_start=machine)
+    keys = [(i, o) for i in cfg["images"] for o in cfg["operators"]]
+    with parametrize.cached() if cfg["weight_cache"] else contextlib.nullcontext():
+        for done, (image, operator) in enumerate(keys, 1):
+            key = f"{image}/{operator}"
+            problems[key], ratios[key], w = run_problem(base, cfg, args, image, operator)
+            warnings += w
+            ratios["summary"] = _summary(problems, ratios)
+            status = (warnings[-1][0] if warnings else "ok") if done == len(keys) else f"partial: {done}/{len(keys)}"
+            C.write_result(NAME, args, config=config, denoiser=base.den_info,
+                           raw={"problems": problems, "bench_wall_s": time.perf_counter() - t_all}, ratios=ratios,
+                           notes=_notes(base.den_info, cfg, [w for _, w in warnings]), status=status,
+                           machine_start=machine)
     return {"ratios": ratios, "raw": problems}
 
 
