@@ -59,11 +59,15 @@ forward call (a parametrization, FFT of each kernel); ``torch.nn.utils.parametri
 computes that once per run here (the outputs are bit-identical; checked and recorded as
 ``config.weight_cache_max_abs_diff``). ``--no-weight-cache`` measures the network as shipped.
 
-Cost: about ``problems × (map_steps + ref_steps + Σ contenders' calls)`` denoiser calls (upper
-bound logged at start; the exponential schemes stop early). At 2 chains one call costs ~0.013 s
-(32²), ~0.045 s (64²), ~0.24 s (128²), ~1.1 s (256²) with the weights cache on a loaded 2-core
-EPYC, so the full 256² run (``budget_evals`` 60 000) takes many hours there: use ``--crop``.
-``--quick``: 32² crops, budgets of 30 000 calls (~1 h for the four problems). ``--smoke``: plumbing only.
+Cost: at most ``problems × (map_steps + ref_steps + Σ contenders' budget_evals)`` denoiser
+calls (logged at start; a contender stops early once its answer has settled). Measured on a
+2-core EPYC shared at load ~7, weights cache on: one step with the library's streaming
+statistics costs ~0.02 s (32², 2 chains; ~0.026 s with the reference's 4), one network call
+~0.045 s at 64², ~0.24 s at 128², ~1.1 s at 256². ``--quick`` (32² crops, reference 8 000
+steps, budgets of 4 000 calls): ~45 min for the four problems. The full run (256², reference
+40 000 steps × 4 chains, budgets of 60 000 calls) is a day or more on such a machine: use
+``--crop`` (and ``--images``/``--operators``/``--contenders`` to split it), or a machine with
+more cores. ``--smoke``: plumbing only (tests), numbers meaningless.
 """
 from __future__ import annotations
 
@@ -114,8 +118,8 @@ def settings(args) -> dict:
         d = dict(crop=16, map_steps=5, ref_steps=30, ref_burnin=5, ref_chains=2, chains=2, budget_evals=60,
                  burnin_evals=10)
     elif args.quick:
-        d = dict(crop=32, map_steps=100, ref_steps=20000, ref_burnin=500, ref_chains=4, chains=2,
-                 budget_evals=30000, burnin_evals=200)
+        d = dict(crop=32, map_steps=100, ref_steps=8000, ref_burnin=500, ref_chains=4, chains=2,
+                 budget_evals=4000, burnin_evals=200)
     else:
         d = dict(crop=None, map_steps=300, ref_steps=40000, ref_burnin=1000, ref_chains=4, chains=2,
                  budget_evals=60000, burnin_evals=500)
