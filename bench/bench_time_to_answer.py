@@ -51,7 +51,7 @@ lower bound. Each half of the criterion (MMSE only, std only) is reported too.
 Ratios (per problem, same run): ``<contender>/pnp-kinetic-exp`` = contender's time (and
 denoiser calls) to the answer over the new default's; lower bounds (``*_lower_bound``) when the
 contender did not settle within its budget. Targets (issue 19): ``skrock/pnp-kinetic-exp`` ≥ 5 and
-``deepinv_ula/pnp-kinetic-exp`` ≥ 30; ``met`` is True/False, or None when only a lower bound
+``deepinv_ula/pnp-kinetic-exp`` ≥ 30, in time and in calls; ``met`` is True/False, or None when only a lower bound
 below the target is known.
 
 Weights cache: the Lipschitz-constrained zoo networks normalise their conv weights in every
