@@ -36,7 +36,8 @@ __all__ = [
     "ROOT", "RESULTS_DIR", "SIGMA_Y", "EPS", "base_parser", "add_int_options", "apply_overrides", "start", "setup",
     "machine_info", "git_state", "zoo_weights", "file_weights", "provenance", "default_denoiser", "load_denoiser",
     "resolve_lipschitz", "score_prior", "load_image", "blur_problem", "inpainting_problem", "deepinv_physics",
-    "operator_mismatch", "interleaved", "median", "write_result", "write_json", "Stopwatch", "log",
+    "operator_mismatch", "interleaved", "median", "write_result", "write_json", "Stopwatch", "log", "settled",
+    "thin_curve",
 ]
 
 
@@ -448,6 +449,26 @@ def interleaved(measures: dict[str, Callable[[], float]], *, reps: int, warmup: 
         for n in names[k:] + names[:k]:
             out[n].append(float(measures[n]()))
     return out
+
+
+def settled(evals: list[dict], ok: Callable[[dict], bool]) -> dict | None:
+    """The first record of ``evals`` (in run order) from which ``ok`` holds for every later one
+    ("enters and stays until the end"); None when it fails at the last record."""
+    hit = None
+    for e in reversed(evals):
+        if not ok(e):
+            break
+        hit = e
+    return hit
+
+
+def thin_curve(evals: list[dict], n: int = 300) -> list[dict]:
+    """At most about ``n`` records of ``evals``, evenly spaced, the last one kept."""
+    if len(evals) <= n:
+        return evals
+    step = len(evals) / n
+    idx = sorted({int(i * step) for i in range(n)} | {len(evals) - 1})
+    return [evals[i] for i in idx]
 
 
 def median(v) -> float | None:

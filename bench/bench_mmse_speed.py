@@ -135,12 +135,7 @@ def build_parser():
 # --------------------------------------------------------------------------------------------
 def time_to_target(evals: list[dict], p_ref: float, tol: float, key: str = "psnr_truth") -> dict:
     """Smallest eval time from which ``|P - p_ref| <= tol`` holds until the end (module docstring)."""
-    hit = None
-    for e in reversed(evals):
-        if e[key] is not None and abs(e[key] - p_ref) <= tol:
-            hit = e
-        else:
-            break
+    hit = C.settled(evals, lambda e: e[key] is not None and abs(e[key] - p_ref) <= tol)
     if hit is None:
         return {"reached": False, "t_s": None, "evals": None, "iteration": None,
                 "end_t_s": evals[-1]["t"] if evals else None,
@@ -152,23 +147,10 @@ def time_to_target(evals: list[dict], p_ref: float, tol: float, key: str = "psnr
 
 def time_to_threshold(evals: list[dict], thr: float, key: str = "psnr_vs_ref") -> dict:
     """Smallest eval time from which ``P >= thr`` holds until the end of the run."""
-    hit = None
-    for e in reversed(evals):
-        if e[key] is not None and e[key] >= thr:
-            hit = e
-        else:
-            break
+    hit = C.settled(evals, lambda e: e[key] is not None and e[key] >= thr)
     if hit is None:
         return {"reached": False, "t_s": None, "evals": None, "end_value": evals[-1][key] if evals else None}
     return {"reached": True, "t_s": hit["t"], "evals": hit["evals"], "end_value": evals[-1][key]}
-
-
-def _thin_curve(evals: list[dict], n: int = 300) -> list[dict]:
-    if len(evals) <= n:
-        return evals
-    step = len(evals) / n
-    idx = sorted({int(i * step) for i in range(n)} | {len(evals) - 1})
-    return [evals[i] for i in idx]
 
 
 def _point(sw, m: torch.Tensor, x_true, x_ref, **fields) -> dict:
@@ -245,9 +227,19 @@ def run_ours(problem, prior, cfg, *, n_steps, n_burnin, seed, x_ref=None, eval_e
     return record, mean.value(), half.get("mean")
 
 
-def run_deepinv_ula(problem, den, physics, *, step, n_iter, burnin_ratio, seed, x_ref, eval_every, label):
+def deepinv_ula(den, *, step: float, n_iter: int, burnin_ratio: float, callback):
+    """deepinv's ULA (``sampling_builder("ULA", ...)``, projected, clip (-1, 2) as its legacy
+    ``ULA``) on the project's posterior: ``L2(sigma=σ_y)``, ``ScorePrior`` around ``den`` called
+    with the std ``√ε`` (docs/algorithms.md §score-prior), α = 1, thinning 1, no history."""
     import deepinv as dinv
 
+    return dinv.sampling.sampling_builder(
+        "ULA", data_fidelity=dinv.optim.L2(sigma=C.SIGMA_Y), prior=dinv.optim.ScorePrior(denoiser=den),
+        params_algo={"step_size": step, "alpha": 1.0, "sigma": math.sqrt(C.EPS)}, max_iter=n_iter,
+        burnin_ratio=burnin_ratio, thinning=1, history_size=False, clip=(-1.0, 2.0), callback=callback)
+
+
+def run_deepinv_ula(problem, den, physics, *, step, n_iter, burnin_ratio, seed, x_ref, eval_every, label):
     evals: list[dict] = []
     sw = None  # started just before sampling (below); the callback sees the new one
 
@@ -262,10 +254,7 @@ def run_deepinv_ula(problem, den, physics, *, step, n_iter, burnin_ratio, seed, 
                                 evals=iter))
         sw.resume()
 
-    sampler = dinv.sampling.sampling_builder(
-        "ULA", data_fidelity=dinv.optim.L2(sigma=C.SIGMA_Y), prior=dinv.optim.ScorePrior(denoiser=den),
-        params_algo={"step_size": step, "alpha": 1.0, "sigma": math.sqrt(C.EPS)}, max_iter=n_iter,
-        burnin_ratio=burnin_ratio, thinning=1, history_size=False, clip=(-1.0, 2.0), callback=callback)
+    sampler = deepinv_ula(den, step=step, n_iter=n_iter, burnin_ratio=burnin_ratio, callback=callback)
     torch.manual_seed(seed)  # deepinv draws its noise from the global generator
     status, mean = "completed", None
     sw = C.Stopwatch()
@@ -313,7 +302,7 @@ def _reference(env, cfg, seed: int) -> tuple[dict, torch.Tensor, list[str]]:
     p_ref = psnr(x_ref, x_true)
     drift = abs(p_ref - psnr(x_half, x_true)) if x_half is not None else None
     summary = {k: v for k, v in ref.items() if k != "evals"}
-    summary.update(psnr_truth=p_ref, psnr_drift_last_half=drift, curve=_thin_curve(ref["evals"], 100))
+    summary.update(psnr_truth=p_ref, psnr_drift_last_half=drift, curve=C.thin_curve(ref["evals"], 100))
     summary["sanity"] = {"psnr_reference_mmse": p_ref, "psnr_map": ref["map"].get("psnr_truth"),
                          "psnr_back_projection": psnr(env.problem.back_projection(), x_true)}
     warnings = []
@@ -418,7 +407,7 @@ def main(argv: list[str] | None = None) -> dict:
     wall = time.perf_counter() - t_all
     ratios = _ratios(contenders, cfg)
     for r in contenders.values():
-        r["curve"] = _thin_curve(r.pop("evals"))
+        r["curve"] = C.thin_curve(r.pop("evals"))
     sanity = ref.pop("sanity")
     status = warnings[-1][0] if warnings else "ok"
     raw = {"reference": ref, "contenders": contenders, "p_ref": p_ref, "sanity": sanity, "bench_wall_s": wall}

@@ -107,6 +107,38 @@ def test_mmse_speed_smoke(tmp_path):
     assert "secondary_vs_reference" in doc["ratios"]["deepinv_ula_auto/ours"]
 
 
+def test_time_to_answer_smoke(tmp_path):
+    """Every contender on every problem (tiny crop, seconds): records, ratios against the new
+    default, the targets and the reference's stability check are written."""
+    from bench import bench_time_to_answer as b
+
+    b.main([*SMOKE, "--budget-evals", "40", "--out", str(tmp_path)])
+    doc = _load(tmp_path, b.NAME)
+    anchor = b.anchor_name()
+    assert set(doc["raw"]["problems"]) == {f"{i}/{o}" for i in b.IMAGES for o in b.OPERATORS}
+    for key, raw in doc["raw"]["problems"].items():
+        assert set(raw["contenders"]) == set(b.CONTENDERS)
+        assert {"psnr_drift_last_half", "std_drift_last_half", "psnr_truth"} <= set(raw["reference"])
+        for c in raw["contenders"].values():
+            assert {"answer", "mmse_only", "std_only", "curve", "denoiser_calls", "end_evals"} <= set(c)
+            assert c["curve"] and {"psnr_truth", "std_rel_err", "ok"} <= set(c["curve"][-1])
+        assert {f"{n}/{anchor}" for n in b.CONTENDERS if n != anchor} == set(doc["ratios"][key])
+        assert doc["ratios"][key][f"skrock/{anchor}"]["target"] == ">= 5.0"
+    assert doc["config"]["weight_cache_max_abs_diff"] == 0.0
+
+
+def test_answer_times_enter_and_stay():
+    from bench.bench_time_to_answer import answer_times
+
+    oks = [(True, False), (True, True), (False, True), (True, True), (True, True)]
+    recs = [{"t": float(i), "evals": 10 * i, "kept_steps": i + 1, "mmse_ok": m, "std_ok": s, "ok": m and s}
+            for i, (m, s) in enumerate(oks)]
+    r = answer_times(recs, stay=2.0)
+    assert r["answer"]["reached"] and r["answer"]["t_s"] == 3.0 and not r["answer"]["stay_complete"]
+    assert r["mmse_only"]["t_s"] == 3.0 and r["std_only"]["t_s"] == 1.0
+    assert not answer_times(recs[:3], stay=2.0)["answer"]["reached"]
+
+
 @pytest.mark.slow
 def test_memory_smoke(tmp_path):
     from bench import bench_memory as b
