@@ -99,10 +99,17 @@ class _SpectralNormParam(nn.Module):
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if self.training and self.n_power > 0:
             self.power_iterate(w, self.n_power)
+        # In eval mode without autograd the result depends only on w: reuse it while w is unchanged
+        # (its FFT operator norm cost ~3x the convolutions of a 64x64 forward).
+        cacheable = not self.training and not (torch.is_grad_enabled() and w.requires_grad)
+        key = (id(w), w._version, w.dtype, w.device)
+        cached = self.__dict__.get("_eval_cache")
+        if cacheable and cached is not None and cached[0] == key:
+            return cached[1]
         sigma = self.operator_norm(w)
-        if self.always_normalize:
-            return w / sigma
-        return w / torch.clamp(sigma, min=1.0)
+        out = w / sigma if self.always_normalize else w / torch.clamp(sigma, min=1.0)
+        self.__dict__["_eval_cache"] = (key, out.detach()) if cacheable else None
+        return out
 
 
 class ConvSpectralNorm(_SpectralNormParam):

@@ -721,3 +721,20 @@ def test_keep_freed_memory_serves_large_blocks_from_the_heap():
         assert libc.mallinfo2().hblkhd == before
     finally:
         libc.free(p)
+
+
+def test_spectral_norm_weights_are_cached_in_eval_mode_and_invalidated_on_change():
+    """Eval-mode forwards without autograd reuse the normalised weights (the FFT norm otherwise
+    dominates small images) and give bit-identical outputs; an in-place weight change is seen."""
+    import denoisers_zoo
+
+    den = denoisers_zoo.load("lipdncnn_gray_s5")
+    x = torch.rand(2, 1, 24, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        first, again = den(x, 5 / 255), den(x, 5 / 255)
+        assert torch.equal(first, again)
+        conv = next(m for m in den.modules() if hasattr(m, "parametrizations"))
+        w = conv.parametrizations.weight.original
+        w.add_(0.05 * torch.randn(w.shape, generator=torch.Generator().manual_seed(1)))  # in place: new version
+        changed = den(x, 5 / 255)
+    assert not torch.equal(changed, first)
