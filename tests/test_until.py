@@ -56,8 +56,9 @@ def test_budgets_stop_the_run_and_say_so():
     post = sample(problem, prior, "skrock", n_steps=10**6, n_burnin=50, until={**unreachable, "max_minutes": 0.01},
                   generator=torch.Generator().manual_seed(1))
     stop = post.summary["stop"]
+    # (the verdict at the default thresholds may still pass on this small problem: only the unreachable
+    # rule decides that the run stopped on budget)
     assert stop["reason"] == "max_minutes" and 0.6 <= stop["elapsed_s"] < 5 and stop["iterations"] < 10**6
-    assert not post.converged
 
 
 def test_resume_continues_to_the_same_stop_bit_for_bit(tmp_path):
