@@ -70,6 +70,8 @@ def sample(problem, prior, sampler: str | Kernel = "skrock", *, generator: torch
     spec = get_sampler(sampler.name if isinstance(sampler, Kernel) else sampler)
     n_burnin = (0 if spec.independent else n_steps // 10) if n_burnin is None else n_burnin
     _check_arguments(n_steps, n_burnin, thin, chains, credible_level, generator)
+    if spec.independent:  # the -log p(y|x) guard watches a drifting chain; independent draws have none
+        max_nll_rise = None
     if isinstance(sampler, Kernel):
         if options:
             raise ValueError(f"options {sorted(options)}: give them when building the kernel, not with a bound Kernel")
@@ -128,6 +130,10 @@ def _run_chains(kernel: Kernel, problem, *, generator, n_steps, n_burnin, thin, 
     return result
 
 
+def _float_or_none(value):
+    return None if value is None else float(value)
+
+
 def _finite(values, pick):
     v = [float(x) for x in values if x is not None and math.isfinite(x)]
     return pick(v) if v else None
@@ -147,9 +153,9 @@ def summarise(result, kernel: Kernel, problem, *, credible_level: float) -> Post
     chains = int(result.state.x.shape[0])
     summary: dict[str, Any] = {
         "sampler": kernel.name, "chains": chains, "n_steps": result.n_steps, "n_burnin": result.n_burnin,
-        "thin": result.thin, "n_kept": result.n_kept, "step_size": float(kernel.params.step_size),
+        "thin": result.thin, "n_kept": result.n_kept, "step_size": _float_or_none(getattr(kernel.params, "step_size", None)),
         "step_rule": getattr(kernel.params, "rule", "manual"), "lam": getattr(kernel.params, "lam", None),
-        "credible_level": credible_level,
+        "credible_level": credible_level, "denoiser_calls": getattr(kernel.params, "denoiser_calls", None),
         "ess_min": _finite([d.get("ess_bulk") for d in diag.values()], min),
         "ess_tail_min": _finite([d.get("ess_tail") for d in diag.values()], min),
         "rhat_max": _finite([d.get("rhat") for d in diag.values()], max),

@@ -24,7 +24,7 @@ from typing import Any, Callable
 __all__ = ["Kernel", "SamplerSpec", "register", "get_sampler", "sampler_names", "build_kernel"]
 
 #: modules that register the built-in families when first imported
-_BUILTIN_MODULES = ("pnp_imaging.samplers.ula", "pnp_imaging.samplers.skrock")
+_BUILTIN_MODULES = ("pnp_imaging.samplers.ula", "pnp_imaging.samplers.skrock", "pnp_imaging.diffusion")
 _REGISTRY: dict[str, "SamplerSpec"] = {}
 
 
