@@ -10,7 +10,7 @@ cover the schedule's noise levels, σ ≈ 0.005 … 79 on the [0, 1] scale (the 
 """
 from __future__ import annotations
 
-from pnp_imaging.diffusion import diffpir, dps  # noqa: F401  (registers the families)
+from pnp_imaging.diffusion import diffpir, dps, pnpdm  # noqa: F401  (registers the families)
 from pnp_imaging.diffusion.schedule import ddpm_schedule, quad_timesteps, uniform_timesteps
 
-__all__ = ["diffpir", "dps", "ddpm_schedule", "quad_timesteps", "uniform_timesteps"]
+__all__ = ["diffpir", "dps", "pnpdm", "ddpm_schedule", "quad_timesteps", "uniform_timesteps"]
