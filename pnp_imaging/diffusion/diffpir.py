@@ -27,6 +27,11 @@ Defaults: ``diffusion_steps = 100``, ``λ = 7``, ``ζ = 0.3`` — the values the
 sub-problem's posterior std is ``s_t = σ̄_t/2``, so the Bayes-consistent ρ is ``4σ_n²/σ̄_t²``, i.e.
 ``λ = 4``.
 
+Particle guidance (``guidance = c > 0``, Corso et al. 2024; :mod:`pnp_imaging.diffusion.guidance`):
+the chains of a batch repel each other; the score gets ``α_t ∇log Φ_t`` with ``α_t = c s_t²`` (the
+paper's ``α_t ∝ σ_t²`` form), i.e. ``x̂_0 += c s_t⁴ R(z)``. Guided draws are not independent
+posterior samples (no intervals or coverage from them).
+
 Deviations (stated): the start is ``z_T = x_init + s_T ξ`` with ``x_init`` the problem's initial
 guess (the code's ``√(ᾱ_T/ᾱ_{t_y})(2y − 1)`` term has weight ``√ᾱ_T ≈ 0.006``); no final paste of
 the observed pixels for inpainting (a sample keeps its own noise model). deepinv's ``DiffPIR``
@@ -42,6 +47,7 @@ import torch
 
 from pnp_imaging.diffusion._common import (DiffusionInfo, DiffusionState, check_steps, check_unit, denoiser_of,
                                            gaussian_sigma, randn, start_point)
+from pnp_imaging.diffusion.guidance import rbf_repulsion
 from pnp_imaging.diffusion.schedule import check_sigma_range, ddpm_schedule, denoise, quad_timesteps
 from pnp_imaging.samplers.kernel import Kernel, SamplerSpec, register
 
@@ -54,12 +60,14 @@ _SIGMA_FLOOR = 0.001
 class DiffPIROptions:
     """User options (config ``sampler:`` keys). ``diffusion_steps``: timesteps per trajectory;
     ``lam``: λ of ρ_t; ``zeta``: ζ ∈ [0, 1] (0: DDIM-like, 1: full re-noising); ``clip``: clamp
-    ``D`` to [0, 1] (the papers' ``clip_denoised``)."""
+    ``D`` to [0, 1] (the papers' ``clip_denoised``); ``guidance``: particle-guidance weight c ≥ 0
+    (repulsion across the chains, α_t = c s_t²; 0 = independent draws)."""
 
     diffusion_steps: int = 100
     lam: float = 7.0
     zeta: float = 0.3
     clip: bool = True
+    guidance: float = 0.0
     #: the config's default prior for this family is the zoo's full-range model
     needs_full_range_prior: ClassVar[bool] = True
 
@@ -74,6 +82,7 @@ class DiffPIRParams:
     lam: float
     zeta: float
     clip: bool
+    guidance: float
     sigma_n: float
     data_step: str
     denoiser_calls: int
@@ -88,11 +97,15 @@ def make_params(problem, prior, options: DiffPIROptions) -> DiffPIRParams:
     zeta = check_unit("zeta", options.zeta)
     if not isinstance(options.clip, bool):
         raise ValueError(f"sampler.clip: must be true or false, got {options.clip!r}")
+    guidance = options.guidance
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not (0 <= guidance < math.inf):
+        raise ValueError(f"sampler.guidance: must be a number >= 0 (0: independent draws), got {guidance!r}")
     sigma_n = gaussian_sigma(problem, "diffpir")
     ts = tuple(quad_timesteps(n))
     sch = ddpm_schedule()
     check_sigma_range(denoiser_of(prior), sch.s(ts[-2]), sch.s(ts[0]), "diffpir")
-    return DiffPIRParams(timesteps=ts, lam=lam, zeta=zeta, clip=options.clip, sigma_n=max(sigma_n, _SIGMA_FLOOR),
+    return DiffPIRParams(timesteps=ts, lam=lam, zeta=zeta, clip=options.clip, guidance=float(guidance),
+                         sigma_n=max(sigma_n, _SIGMA_FLOOR),
                          data_step="prox" if problem.has_data_prox else "gradient", denoiser_calls=n - 1)
 
 
@@ -118,7 +131,10 @@ def trajectory(denoiser, problem, params: DiffPIRParams, start: torch.Tensor, *,
     z = start + sch.s(ts[0]) * randn(start, generator)
     for i in range(len(ts) - 1):
         s, s_next = sch.s(ts[i]), sch.s(ts[i + 1])
-        x0 = data_step(problem, denoise(denoiser, z, s, params.clip), s, params)
+        x0 = denoise(denoiser, z, s, params.clip)
+        if params.guidance > 0:  # score + α_t ∇log Φ_t with α_t = c s²: x̂_0 moves by s² α_t R (Corso et al. 2024)
+            x0 = x0 + params.guidance * s**4 * rbf_repulsion(z)
+        x0 = data_step(problem, x0, s, params)
         eps = (z - x0) / s
         z = x0 + s_next * (math.sqrt(1.0 - params.zeta) * eps + math.sqrt(params.zeta) * randn(z, generator))
     return z
