@@ -20,8 +20,6 @@ whose noise-level input channel receives ``c_noise`` instead of the paper's Four
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -72,7 +70,3 @@ class EDMDRUNet(nn.Module):
             f = self.drunet.forward_unet(z)
         return 0.5 + c_skip * u + c_out * f
 
-
-def log_sigma_grid(lo: float, hi: float, n: int) -> list[float]:
-    """``n`` σ values log-spaced in ``[lo, hi]`` (model-card rows)."""
-    return [math.exp(math.log(lo) + k * (math.log(hi) - math.log(lo)) / (n - 1)) for k in range(n)]
