@@ -229,8 +229,10 @@ def _psnr_lines(name: str, m: _Measurements) -> list[str]:
                   "|---|---|---|" + ("---|---|---|" if m.base else "")]
         for r in rows:
             line = f"| {r['sigma_255']:g} | {r['psnr_noisy']:.2f} | {r['psnr_model']:.2f} |"
-            if m.base:
+            if m.base and "psnr_baseline" in r:
                 line += f" {r['psnr_baseline']:.2f} | {r['gain_db']:+.2f} | {r['speed_ratio']:.0f}x |"
+            elif m.base:
+                line += " — | — | — |"  # beyond the baseline's sigma range
             lines.append(line)
         lines.append("")
     if m.base:
