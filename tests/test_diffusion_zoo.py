@@ -89,7 +89,7 @@ log_every: 2
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("recipe", ["edm_gray.yaml", "edm_gray_gpu.yaml"])
+@pytest.mark.parametrize("recipe", ["edm_gray_stage1.yaml", "edm_gray.yaml", "edm_gray_gpu.yaml"])
 def test_full_range_recipes_hold_out_camera_and_cover_the_ddpm_schedule(recipe):
     from denoisers_zoo.train import ROOT, load_recipe
 
