@@ -8,7 +8,8 @@ import torch
 
 from pnp_imaging._checks import check_count
 
-__all__ = ["DiffusionState", "DiffusionInfo", "denoiser_of", "gaussian_sigma", "randn", "check_unit", "start_point"]
+__all__ = ["DiffusionState", "DiffusionInfo", "denoiser_of", "gaussian_sigma", "randn", "check_unit", "check_steps",
+           "start_point"]
 
 
 class DiffusionState(NamedTuple):
