@@ -74,6 +74,7 @@ CRITERIA = {
     "mismatch_denoiser": "deblur",
     "mismatch_kernel": "deblur",
     "inpainting": "inpainting",
+    "diffpir_deblur": "deblur",  # no MAP (diffusion samplers start from noise): its map_vs_y check cannot pass yet
 }
 MMSE_MARGIN_DB = 3.0  # deblurring: MMSE PSNR >= PSNR(y) + this
 INPAINTING_MMSE_DB = 25.0  # inpainting: MMSE PSNR >= this

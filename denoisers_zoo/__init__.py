@@ -18,13 +18,16 @@ from pathlib import Path
 from denoisers_zoo.base import Denoiser, as_sigma_tensor
 
 __all__ = ["Denoiser", "as_sigma_tensor", "available", "load", "card", "read_manifest", "default_prior", "MANIFEST_PATH",
-           "SAMPLING_PRIORS"]
+           "SAMPLING_PRIORS", "FULL_RANGE_PRIORS"]
 
 MANIFEST_PATH = Path(__file__).resolve().parent / "weights" / "manifest.json"
 CLASSICAL = ("bm3d",)
 #: the PnP sampling prior for each channel count: residual 1-Lipschitz by construction, trained at
 #: sigma = 5/255 with the perturbations that keep PnP chains from drifting (model cards)
 SAMPLING_PRIORS = {1: "lipdncnn_gray_s5", 3: "lipdncnn_rgb_s5"}
+#: the diffusion samplers' prior for each channel count: one network for sigma in [0.001, 100]
+#: (EDM preconditioning; model card), the range the DDPM schedule calls it at
+FULL_RANGE_PRIORS = {1: "edm_gray"}
 
 
 def _manifest_path(manifest: str | os.PathLike | None) -> Path:
@@ -59,11 +62,13 @@ def available(manifest: str | os.PathLike | None = None) -> list[str]:
     return names
 
 
-def default_prior(channels: int, manifest: str | os.PathLike | None = None) -> str:
-    """The zoo's sampling prior for images with ``channels`` channels (:data:`SAMPLING_PRIORS`)."""
-    name = SAMPLING_PRIORS.get(int(channels))
+def default_prior(channels: int, manifest: str | os.PathLike | None = None, *, full_range: bool = False) -> str:
+    """The zoo's sampling prior for images with ``channels`` channels (:data:`SAMPLING_PRIORS`), or
+    with ``full_range`` the diffusion samplers' full-noise-range model (:data:`FULL_RANGE_PRIORS`)."""
+    table = FULL_RANGE_PRIORS if full_range else SAMPLING_PRIORS
+    name = table.get(int(channels))
     if name is None or name not in read_manifest(manifest)["models"]:
-        shipped = [n for n in SAMPLING_PRIORS.values() if n in read_manifest(manifest)["models"]]
+        shipped = [n for n in table.values() if n in read_manifest(manifest)["models"]]
         raise ValueError(f"prior.denoiser: no sampling prior for {channels}-channel images is shipped "
                          f"(shipped: {', '.join(shipped)}); set prior.denoiser to a {channels}-channel model")
     return name

@@ -111,10 +111,16 @@ def _quality_bar_lines(table: dict) -> list[str]:
     return lines
 
 
+#: card rows (/255) of a full-range model (diffusion samplers call it up to sigma ~ 80 on [0, 1])
+FULL_RANGE_SIGMAS_255 = (1, 5, 15, 25, 50, 127.5, 255, 765, 2550)
+
+
 def _sigmas_for(den) -> list[float]:
     lo, hi = den.sigma_range
     if hi - lo < 1e-9:
         return [round(lo * 255, 6)]
+    if hi >= 1.0:
+        return [s for s in FULL_RANGE_SIGMAS_255 if lo * 255 - 1e-9 <= s <= hi * 255 + 1e-9]
     return [s for s in (5, 15, 25, 50) if lo * 255 - 1e-9 <= s <= hi * 255 + 1e-9]
 
 
@@ -223,8 +229,10 @@ def _psnr_lines(name: str, m: _Measurements) -> list[str]:
                   "|---|---|---|" + ("---|---|---|" if m.base else "")]
         for r in rows:
             line = f"| {r['sigma_255']:g} | {r['psnr_noisy']:.2f} | {r['psnr_model']:.2f} |"
-            if m.base:
+            if m.base and "psnr_baseline" in r:
                 line += f" {r['psnr_baseline']:.2f} | {r['gain_db']:+.2f} | {r['speed_ratio']:.0f}x |"
+            elif m.base:
+                line += " — | — | — |"  # beyond the baseline's sigma range
             lines.append(line)
         lines.append("")
     if m.base:

@@ -42,7 +42,8 @@ def _time(fn, n: int) -> float:
 
 @torch.no_grad()
 def psnr_rows(den, image: torch.Tensor, sigmas_255, *, seed: int = 0, baseline=None, n_time: int = 3) -> list[dict]:
-    """PSNR (dB, outputs clamped to [0,1]) of ``den`` (and ``baseline``, same noise) at each sigma."""
+    """PSNR (dB, outputs clamped to [0,1]) of ``den`` (and ``baseline``, same noise, at the sigmas
+    within its ``sigma_range``) at each sigma."""
     rows = []
     for s255 in sigmas_255:
         s = float(s255) / 255.0
@@ -51,7 +52,7 @@ def psnr_rows(den, image: torch.Tensor, sigmas_255, *, seed: int = 0, baseline=N
         t_model = _time(lambda: den(y, s), n_time)
         row = {"sigma_255": float(s255), "psnr_noisy": psnr(y.clamp(0, 1), image),
                "psnr_model": psnr(den(y, s).clamp(0, 1), image), "time_model_s": t_model}
-        if baseline is not None:
+        if baseline is not None and s <= getattr(baseline, "sigma_range", (0.0, float("inf")))[1]:
             t0 = time.perf_counter()
             out = baseline(y, s)
             row["time_baseline_s"] = time.perf_counter() - t0

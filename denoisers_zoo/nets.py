@@ -293,7 +293,12 @@ def build_net(arch: dict) -> nn.Module:
             sn_method=str(arch.get("sn_method", "circular")),
             sn_power=int(arch.get("sn_power", 1)),
         )
-    raise ValueError(f"arch.type: unknown architecture {kind!r}; use one of 'drunet', 'lipdncnn'")
+    if kind == "edm_drunet":
+        from denoisers_zoo.edm import EDMDRUNet
+
+        return EDMDRUNet(int(arch["channels"]), nc=arch.get("nc", (16, 32, 64, 128)), nb=int(arch.get("nb", 1)),
+                         sigma_data=float(arch.get("sigma_data", 0.25)))
+    raise ValueError(f"arch.type: unknown architecture {kind!r}; use one of 'drunet', 'lipdncnn', 'edm_drunet'")
 
 
 class NetDenoiser(Denoiser):

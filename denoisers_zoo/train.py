@@ -421,7 +421,12 @@ def _train_step(run: _Run, recipe: dict, ema_decay: float | None) -> float:
         y = y + _grating_perturbation(recipe["perturbation"], tuple(x.shape), run.gen).to(run.dev)
     err = run.net(y, s) - x
     mse = err.pow(2).mean()
-    loss = mse if recipe.get("loss", "mse") == "mse" else err.abs().mean()
+    if recipe.get("loss", "mse") == "edm":  # Karras et al. 2022 eq. (8): weight 1/c_out(sigma)^2 per sample
+        from denoisers_zoo.edm import edm_loss_weight
+
+        loss = (err.pow(2).mean(dim=(1, 2, 3)) * edm_loss_weight(s, float(recipe["arch"].get("sigma_data", 0.25)))).mean()
+    else:
+        loss = mse if recipe.get("loss", "mse") == "mse" else err.abs().mean()
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
     run.opt.step()

@@ -64,7 +64,8 @@ def _load_denoiser(cfg: RunConfig, channels: int, dtype: torch.dtype):
     import denoisers_zoo
 
     try:
-        name = cfg.prior.denoiser or denoisers_zoo.default_prior(channels)
+        full_range = getattr(cfg.sampler.options, "needs_full_range_prior", False)  # diffusion samplers
+        name = cfg.prior.denoiser or denoisers_zoo.default_prior(channels, full_range=full_range)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     denoiser = denoisers_zoo.load(name)
@@ -238,7 +239,8 @@ def run(config: Mapping[str, Any] | RunConfig | str | os.PathLike, *, out_dir: s
         raise ConfigError(f"sampler: {str(exc).splitlines()[0]}") from None
     work = _open_folder(out_dir, resume)
     atomic_write_text(work / "config.resolved.yaml", _yaml(cfg))
-    x_map, map_info = _map_step(cfg, parts, work, generator, progress, resume) if cfg.map.enabled else (None, None)
+    run_map = cfg.map.enabled and not get_sampler(cfg.sampler.type).independent  # diffusion samplers start from noise
+    x_map, map_info = _map_step(cfg, parts, work, generator, progress, resume) if run_map else (None, None)
     reservoir, gen_state = (_reservoir(cfg) if mismatch else None), generator.get_state()
     post = _sampling_step(cfg, parts, kernel, x_map, map_info, work, generator, progress, resume, reservoir)
     post.summary.update(_run_summary(cfg, parts, post, x_map, map_info))

@@ -311,8 +311,10 @@ def _sampler_defaults(given: Any) -> dict:
     kind = given.get("type", DEFAULTS["sampler"]["type"]) if isinstance(given, Mapping) else DEFAULTS["sampler"]["type"]
     if kind not in sampler_names():
         _fail("sampler.type", f"unknown sampler {kind!r}; valid: {', '.join(sampler_names())}")
-    options = get_sampler(kind).options()
-    return {**DEFAULTS["sampler"], **{f.name: getattr(options, f.name) for f in dataclasses.fields(options)}}
+    spec = get_sampler(kind)
+    options = spec.options()
+    loop = {**DEFAULTS["sampler"], **({"n_burnin": 0} if spec.independent else {})}  # independent draws: no burn-in
+    return {**loop, **{f.name: getattr(options, f.name) for f in dataclasses.fields(options)}}
 
 
 def _merge(defaults: Mapping[str, Any], given: Mapping[str, Any], prefix: str) -> dict:

@@ -76,6 +76,8 @@ def sample(problem, prior, sampler: str | Kernel = "auto", *, generator: torch.G
     spec = get_sampler(sampler.name if isinstance(sampler, Kernel) else sampler)
     n_burnin = (0 if spec.independent else n_steps // 10) if n_burnin is None else n_burnin
     _check_arguments(n_steps, n_burnin, thin, chains, credible_level, generator)
+    if spec.independent:  # the -log p(y|x) guard watches a drifting chain; independent draws have none
+        max_nll_rise = None
     rule = StopRule.from_value(until)
     kernel = _bind(spec, sampler, problem, prior, options)
     result = _run_chains(kernel, problem, generator=generator, n_steps=n_steps, n_burnin=n_burnin, thin=thin,
@@ -161,6 +163,10 @@ def _quantile_every(kernel: Kernel, thin: int) -> int:
     return 1 if get_sampler(kernel.name).independent else max(1, 4 // thin)
 
 
+def _float_or_none(value):
+    return None if value is None else float(value)
+
+
 def _finite(values, pick):
     v = [float(x) for x in values if x is not None and math.isfinite(x)]
     return pick(v) if v else None
@@ -196,9 +202,9 @@ def summarise(result, kernel: Kernel, problem, *, credible_level: float, rule: S
     chains = int(result.state.x.shape[0])
     summary: dict[str, Any] = {
         "sampler": kernel.name, "chains": chains, "n_steps": result.n_done, "n_burnin": result.n_burnin,
-        "thin": result.thin, "n_kept": result.n_kept, "step_size": float(kernel.params.step_size),
+        "thin": result.thin, "n_kept": result.n_kept, "step_size": _float_or_none(getattr(kernel.params, "step_size", None)),
         "step_rule": getattr(kernel.params, "rule", "manual"), "lam": getattr(kernel.params, "lam", None),
-        "credible_level": credible_level,
+        "credible_level": credible_level, "denoiser_calls": getattr(kernel.params, "denoiser_calls", None),
         "ess_min": _finite([d.get("ess_bulk") for d in diag.values()], min),
         "ess_tail_min": _finite([d.get("ess_tail") for d in diag.values()], min),
         "rhat_max": _finite([d.get("rhat") for d in diag.values()], max),

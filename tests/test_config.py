@@ -30,7 +30,7 @@ def test_defaults_are_filled_and_paths_absolute():
         ({"image": IMAGE, "sampler": {"n_steps": True}}, "sampler.n_steps", "must be an integer"),
         ({"image": IMAGE, "sampler": {"n_steps": 10, "n_burnin": 10}}, "sampler.n_burnin", "must be < sampler.n_steps"),
         ({"image": IMAGE, "sampler": {"n_steps": 10, "n_burnin": 5, "thin": 4}}, "sampler.thin", "fewer than 2"),
-        ({"image": IMAGE, "sampler": {"type": "hmc"}}, "sampler.type", "unknown sampler 'hmc'; valid: "),
+        ({"image": IMAGE, "sampler": {"type": "hmc"}}, "sampler.type", "unknown sampler 'hmc'; valid: diffpir, dps, "),
         ({"image": IMAGE, "sampler": {"step_size": -1}}, "sampler.step_size", "positive"),
         ({"image": IMAGE, "sampler": {"box": [2, 1]}}, "sampler.box", "low < high"),
         ({"image": IMAGE, "prior": {"eps": 0}}, "prior.eps", "positive"),

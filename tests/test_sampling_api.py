@@ -62,7 +62,7 @@ def test_posterior_save_load_round_trip(tmp_path):
 def test_bad_sampler_or_option_fails_in_one_line_naming_it():
     problem, prior = _gaussian()
     g = torch.Generator()
-    with pytest.raises(ValueError, match=r"unknown sampler 'hmc'; valid: .*pnp-lm-exp, pnp-ula, pnp-ula-exp, .*skrock"):
+    with pytest.raises(ValueError, match=r"unknown sampler 'hmc'; valid: diffpir, dps, pnp-dm, pnp-kinetic-exp, pnp-lm-exp, pnp-ula, pnp-ula-exp, skrock"):
         sample(problem, prior, "hmc", generator=g)
     with pytest.raises(ValueError, match=r"sampler.stagez: not an option of sampler 'skrock'; did you mean 'stages'"):
         sample(problem, prior, "skrock", stagez=3, generator=g)

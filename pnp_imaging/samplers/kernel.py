@@ -25,7 +25,7 @@ __all__ = ["Kernel", "SamplerSpec", "register", "get_sampler", "sampler_names", 
 
 #: modules that register the built-in families when first imported
 _BUILTIN_MODULES = ("pnp_imaging.samplers.ula", "pnp_imaging.samplers.skrock", "pnp_imaging.samplers.exponential",
-                    "pnp_imaging.samplers.kinetic")
+                    "pnp_imaging.samplers.kinetic", "pnp_imaging.diffusion")
 _REGISTRY: dict[str, "SamplerSpec"] = {}
 
 
