@@ -76,8 +76,7 @@ def sample(problem, prior, sampler: str | Kernel = "auto", *, generator: torch.G
     spec = get_sampler(sampler.name if isinstance(sampler, Kernel) else sampler)
     n_burnin = (0 if spec.independent else n_steps // 10) if n_burnin is None else n_burnin
     _check_arguments(n_steps, n_burnin, thin, chains, credible_level, generator)
-    if spec.independent:  # the -log p(y|x) guard watches a drifting chain; independent draws have none
-        max_nll_rise = None
+    max_nll_rise = None if spec.independent else max_nll_rise  # the guard watches a drifting chain
     rule = StopRule.from_value(until)
     kernel = _bind(spec, sampler, problem, prior, options)
     result = _run_chains(kernel, problem, generator=generator, n_steps=n_steps, n_burnin=n_burnin, thin=thin,
