@@ -9,22 +9,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 
-def load(fast: bool) -> dict:
-    """The config; with ``fast`` the shared --fast budget without its SK-ROCK option and 10 timesteps."""
-    from pnp_imaging.config import deep_merge, fast_budget
-
-    cfg = _common.load("diffpir_deblur", fast=False)
-    if not fast:
-        return cfg
-    budget = fast_budget()
-    budget["sampler"].pop("stages", None)  # an SK-ROCK option
-    budget["sampler"]["diffusion_steps"] = 10
-    return deep_merge(cfg, budget)
-
-
 def main(argv=None):
     args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
-    return _common.run("diffpir_deblur", load(args.fast), args)
+    return _common.run("diffpir_deblur", _common.load("diffpir_deblur", fast=args.fast), args)
 
 
 if __name__ == "__main__":
