@@ -19,7 +19,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_samplers import Z_MAX, Gaussian, _check_gaussian_moments, _collect, _draws, _gmm_problem, _mixture_cdf
+from test_samplers import (Z_MAX, Gaussian, _check_gaussian_moments, _check_marginals_ks, _collect, _draws,
+                           _gmm_problem)
 
 from denoisers_zoo.exact import GaussianDenoiser
 from operators.blur import Blur
@@ -187,13 +188,7 @@ def test_gmm_2d_marginals(scheme):
     k = build_kernel(ex.SCHEMES[scheme], problem, prior, step_size=0.1, box=None, projected=False)
     g = torch.Generator().manual_seed(0)
     draws = _run(k, dispersed_init(problem.y, 1000, spread=1.5, generator=g), 500, g, n_burnin=200, thin=5)
-    for i in range(2):
-        xi = np.sort(draws[:, :, i].ravel())
-        n = xi.size
-        cdf = _mixture_cdf(xi, post, pw, i)
-        ks = max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n))
-        ess = diagnostics.ess(draws[:, :, i], method="bulk")
-        assert ks < 1.63 / math.sqrt(ess) + 0.01, (i, ks, ess)
+    _check_marginals_ks(draws, post, pw)
 
 
 def _coverage_problem(kind, g):
