@@ -322,7 +322,8 @@ def _table(title: str, rows, header=("quantity", "value")) -> list[str]:
     return [f"<h2>{title}</h2><table><tr>{head}</tr>", *body, "</table>"] if body else []
 
 
-_METRICS = ("psnr_y", "psnr_map", "psnr_mmse", "ssim_map", "ssim_mmse", "coverage", "ess_min", "rhat_max", "mcse_mmse_max")
+_METRICS = ("psnr_y", "psnr_map", "psnr_mmse", "ssim_map", "ssim_mmse", "coverage", "ess_min", "rhat_max",
+            "mcse_mmse_rms", "mcse_mmse_p99", "mcse_mmse_max")
 _METADATA = ("seed", "versions", "timings", "started", "n_steps", "n_burnin", "thin", "map")
 
 
