@@ -80,6 +80,7 @@ def sample(problem, prior, sampler: str | Kernel = "auto", *, generator: torch.G
     max_nll_rise = None if spec.independent else max_nll_rise  # the guard watches a drifting chain
     rule = StopRule.from_value(until)
     kernel = _bind(spec, sampler, problem, prior, options)
+    _check_burnin_covers_annealing(kernel, n_burnin)
     result = _run_chains(kernel, problem, generator=generator, n_steps=n_steps, n_burnin=n_burnin, thin=thin,
                          chains=chains, x0=x0, init_spread=init_spread, credible_level=credible_level,
                          scales=tuple(scales), n_projections=n_projections, checkpoint=checkpoint,
@@ -105,6 +106,15 @@ def _bind(spec, sampler, problem, prior, options: dict) -> Kernel:
             raise ValueError(f"options {sorted(options)}: give them when building the kernel, not with a bound Kernel")
         return sampler
     return spec.build(problem, prior, spec.make_options(options))
+
+
+def _check_burnin_covers_annealing(kernel: Kernel, n_burnin: int) -> None:
+    """A sampler that anneals its target (pnp-dm's coupling ρ) only samples the posterior once
+    the annealing is over: those sweeps must be burn-in, not kept draws."""
+    anneal = int(getattr(kernel.params, "anneal_sweeps", 0) or 0)
+    if n_burnin < anneal:
+        raise ValueError(f"sampler.n_burnin: {kernel.name} anneals its coupling over {anneal} sweeps, which must "
+                         f"be burn-in; set n_burnin >= {anneal} (got {n_burnin})")
 
 
 def _check_arguments(n_steps, n_burnin, thin, chains, credible_level, generator) -> None:
@@ -188,6 +198,24 @@ def mcse_summary(stats) -> dict[str, float | None]:
             "mcse_mmse_rms": float(finite.square().mean().sqrt())}
 
 
+#: Draws kept for the report's sample grid (the last state of the first chains).
+GRID_DRAWS = 8
+
+
+def draws_summary(x: torch.Tensor, kernel: Kernel) -> dict[str, Any]:
+    """How the final chain states relate: ``sample_diversity``, the mean over pairs of chains of
+    the RMS distance between their last states (the diversity measure of particle guidance,
+    Corso et al. 2024), and ``guidance``, the particle-guidance weight (0: independent chains).
+    Guided draws are coupled on purpose: they are not i.i.d. posterior draws."""
+    flat = x.detach().double().reshape(x.shape[0], -1)
+    n = flat.shape[0]
+    diversity = None
+    if n > 1:
+        d2 = torch.cdist(flat, flat).square() / flat.shape[1]
+        diversity = float(d2.sqrt().sum() / (n * (n - 1)))
+    return {"sample_diversity": diversity, "guidance": float(getattr(kernel.params, "guidance", 0.0) or 0.0)}
+
+
 def _stop_summary(result, rule: StopRule | None) -> dict:
     """Why and when the run stopped (``summary["stop"]``)."""
     return {"reason": result.stop_reason, "iterations": result.n_done, "n_steps_max": result.n_steps,
@@ -215,14 +243,14 @@ def summarise(result, kernel: Kernel, problem, *, credible_level: float, rule: S
         "ess_tail_min": _finite([d.get("ess_tail") for d in diag.values()], min),
         "rhat_max": _finite([d.get("rhat") for d in diag.values()], max),
         "image_range": image_range,
-        **mcse_summary(stats),
+        **mcse_summary(stats), **draws_summary(result.state.x, kernel),
         "warnings": warnings, "stop": _stop_summary(result, rule),
         "timings": {k: float(v) for k, v in result.timings.items() if isinstance(v, (int, float))},
     }
     post = Posterior(mmse=mmse, std=std, lower=lower, upper=upper,
                      multiscale_std={k: cpu(v) for k, v in stats.multiscale_std().items()},
                      diagnostics={k: {**v, "verdict": diagnostics.quantity_verdict(v)} for k, v in diag.items()},
-                     summary=summary, traces=result.traces)
+                     summary=summary, traces=result.traces, samples=cpu(result.state.x[:GRID_DRAWS]))
     if problem.x_true is not None:
         summary.update(truth_metrics(post, problem))
     return post
@@ -237,6 +265,8 @@ def truth_metrics(post: Posterior, problem) -> dict[str, float]:
     y = problem.y.detach().cpu()
     level = post.summary["credible_level"]
     inside = float(((x_true >= post.lower) & (x_true <= post.upper)).double().mean())
+    if post.summary.get("guidance"):  # coupled draws: their spread is no credible interval
+        inside = None
     out = {"psnr_y": psnr(y, x_true) if y.shape == x_true.shape else None,
            "psnr_mmse": psnr(post.mmse, x_true), "ssim_mmse": ssim(post.mmse, x_true), "coverage": inside,
            f"coverage_{int(round(100 * level))}": inside}
