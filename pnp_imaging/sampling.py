@@ -80,7 +80,6 @@ def sample(problem, prior, sampler: str | Kernel = "auto", *, generator: torch.G
     max_nll_rise = None if spec.independent else max_nll_rise  # the guard watches a drifting chain
     rule = StopRule.from_value(until)
     kernel = _bind(spec, sampler, problem, prior, options)
-    _check_burnin_covers_annealing(kernel, n_burnin)
     result = _run_chains(kernel, problem, generator=generator, n_steps=n_steps, n_burnin=n_burnin, thin=thin,
                          chains=chains, x0=x0, init_spread=init_spread, credible_level=credible_level,
                          scales=tuple(scales), n_projections=n_projections, checkpoint=checkpoint,
@@ -134,6 +133,7 @@ def _run_chains(kernel: Kernel, problem, *, generator, n_steps, n_burnin, thin, 
                 max_nll_rise, on_sample, progress, rule=None):
     """Start (or resume) the chains and run them to the end (or until ``rule`` stops them);
     returns the ChainResult."""
+    _check_burnin_covers_annealing(kernel, n_burnin)
     from pnp_imaging.checkpoint import CheckpointConfig
     from pnp_imaging.progress import SamplingProgress, progress_bar
     from pnp_imaging.samplers.base import dispersed_init, resume as resume_chain, run_chain
