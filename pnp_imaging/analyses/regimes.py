@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 __all__ = ["load_dataset", "as_data_matrix", "top_covariance_eigenvalue", "covariance_spectrum", "speciation_time",
-           "excess_entropy_curve", "collapse_time", "gaussian_mixture_collapse_time", "default_times"]
+           "excess_entropy_curve", "collapse_time", "gaussian_mixture_collapse_time", "default_times", "regimes_summary"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -212,3 +212,17 @@ def gaussian_mixture_collapse_time(n: int, d: int, sigma2: float = 1.0) -> float
     r"""Paper's high-dimensional collapse time for Gaussian clusters of variance σ²:
     :math:`t_C = \tfrac12\log(1 + \sigma^2/(n^{2/d} - 1))`."""
     return 0.5 * math.log1p(sigma2 / math.expm1(2.0 * math.log(n) / d))
+
+
+def regimes_summary(data, *, times=None, n_samples: int = 1000, threshold: float = 0.05, spectrum_k: int = 30,
+                    generator: torch.Generator | None = None) -> dict:
+    """Everything ``pnp-imaging analyze regimes`` reports: ``Lambda``, ``t_S``, ``t_C`` (None when not
+    found), ``alpha``, ``n``, ``d``, ``threshold``, ``censored``, the ``times`` / ``f_e`` curve and the top
+    ``spectrum_k`` covariance eigenvalues (``spectrum``), all JSON-ready."""
+    x = as_data_matrix(data)
+    out = speciation_time(x)
+    c = collapse_time(x, times=times, generator=generator, threshold=threshold, n_samples=n_samples)
+    out.update({"t_C": None if math.isnan(c["t_C"]) else c["t_C"], "alpha": c["alpha"], "threshold": c["threshold"],
+                "censored": c["censored"], "n_samples": n_samples, "times": [float(t) for t in c["times"]],
+                "f_e": [float(f) for f in c["f_e"]], "spectrum": [float(v) for v in covariance_spectrum(x, spectrum_k)]})
+    return out
