@@ -55,9 +55,8 @@ def _run_regimes(args) -> int:
         raise ValueError(f"--scale: must be a finite number > 0, got {args.scale}")
     if not (math.isfinite(args.t_max) and args.t_max > 0) or args.n_times < 2:
         raise ValueError("--t-max must be > 0 and --n-times >= 2")
-    _log(f"reading {args.data}")
     data = load_dataset(args.data) * args.scale
-    _log(f"{data.shape[0]} samples of dimension {data.shape[1]}; excess entropy at {args.n_times} times")
+    _log(f"{data.shape[0]} samples of dimension {data.shape[1]} from {args.data}; excess entropy at {args.n_times} times")
     summary = regimes_summary(data, times=default_times(args.t_max, args.n_times), n_samples=args.n_samples,
                               threshold=args.threshold, generator=torch.Generator().manual_seed(args.seed))
     summary = _json_ready({**summary, "scale": args.scale})
@@ -88,10 +87,14 @@ def _lipschitz_arguments(p) -> None:
 
 
 def _run_lipschitz(args) -> int:
+    import denoisers_zoo
+
     from pnp_imaging.analyses.lipschitz import DEFAULT_SEPARATIONS, zoo_lipschitz_report
 
     if args.points < 1 or args.iters < 1:
         raise ValueError("--points and --iters must be >= 1")
+    if args.model not in denoisers_zoo.available():
+        raise ValueError(f"unknown denoiser {args.model!r}; available: {', '.join(denoisers_zoo.available())}")
     _log(f"power iteration on {args.model} at {args.points} noisy {args.size}x{args.size} crops")
     rep = zoo_lipschitz_report(args.model, size=args.size, sigma=args.sigma, n_points=args.points, n_iter=args.iters,
                                separations=args.separation or DEFAULT_SEPARATIONS, certified=args.certified, seed=args.seed)

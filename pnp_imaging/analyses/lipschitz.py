@@ -117,6 +117,8 @@ def zoo_lipschitz_report(name: str, *, size: int = 32, sigma: float | None = Non
     ``separation`` apart (l2, [0, 1] scale) and be at least ``min_tv`` away in total variation."""
     import denoisers_zoo
 
+    if name == "bm3d":
+        raise ValueError("model: bm3d is not differentiable (no Jacobian); choose a trained zoo model")
     den = denoisers_zoo.load(name)
     sigma = _default_sigma(den) if sigma is None else float(sigma)
     g = torch.Generator().manual_seed(seed)
