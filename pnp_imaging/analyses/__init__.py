@@ -9,5 +9,6 @@
   Desolneux, NeurIPS 2022), and its check on small trained generators.
 * :mod:`~pnp_imaging.analyses.cli` — ``pnp-imaging analyze ...``.
 
-Submodules are imported on use (``import pnp_imaging.analyses`` stays light).
+Equations and sources: ``docs/algorithms.md §analyses``. Submodules are imported on use
+(``import pnp_imaging.analyses`` stays light).
 """

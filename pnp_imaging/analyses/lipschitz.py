@@ -7,7 +7,7 @@ One power-iteration implementation serves the whole project:
 cards and in the PnP step-size rules). This module only chooses the points: the maximum over
 sampled points is a *lower* bound of the global constant; :func:`layer_norm_product` gives an
 *upper* bound for MLPs (Salmona et al. 2022, App.: product of layer spectral norms, 1-Lipschitz
-activations).
+activations). ``docs/algorithms.md §lipschitz-estimation``.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ constraint, not a training failure; (2) the spectral normalisation divides each 
 largest singular value (SVD) rather than a one-step power-iteration estimate, so Lip(G) <= L is
 certified; (3) the diffusion contrast runs the exact mixture score through an Euler–Maruyama
 reverse SDE (the Ornstein–Uhlenbeck convention of ``regimes``) instead of a trained NCSN with
-annealed Langevin dynamics.
+annealed Langevin dynamics. ``docs/algorithms.md §pushforward``.
 """
 from __future__ import annotations
 

@@ -22,7 +22,8 @@ Data are used **as given** (no rescaling): Λ is the top eigenvalue of the (cent
 ``1/(n-1)``) sample covariance; the excess entropy is invariant to translating the data, so no
 centring is needed there. Scaling the data by ``c`` multiplies Λ by ``c²`` (adds ``log c`` to
 ``t_S``) and changes ``t_C``: images read from files are on the ``[0, 1]`` scale, whereas the paper
-trains on centred data in ``[-1, 1]`` (scale 2; the CLI's ``--scale``).
+trains on centred data in ``[-1, 1]`` (scale 2; the CLI's ``--scale``). Equations, choices and
+measured figures: ``docs/algorithms.md §regimes``.
 """
 from __future__ import annotations
 
