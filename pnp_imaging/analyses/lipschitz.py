@@ -114,7 +114,10 @@ def zoo_lipschitz_report(name: str, *, size: int = 32, sigma: float | None = Non
     default: 5/255 clipped to the model's range), with ``certified`` a certified upper bound of the
     residual's constant for ``lipdncnn`` models (product of convolution norm bounds, ~30 s), and the push-forward bound at the measured Lip(D): read as a one-shot generator fed
     with Gaussian noise, D would leave at least ``min_gap_mass`` between two balanced modes
-    ``separation`` apart (l2, [0, 1] scale) and be at least ``min_tv`` away in total variation."""
+    ``separation`` apart (l2, [0, 1] scale) and be at least ``min_tv`` away in total variation. The
+    measured L is a lower bound of Lip(D), so these are the bound's values *if* Lip(D) equals it;
+    with ``certified``, ``pushforward_bound_certified`` uses Lip(D) <= 1 + Lip(x - D) <= 1 + the
+    certified bound, which the bound then guarantees."""
     import denoisers_zoo
 
     if name == "bm3d":
@@ -124,7 +127,9 @@ def zoo_lipschitz_report(name: str, *, size: int = 32, sigma: float | None = Non
     g = torch.Generator().manual_seed(seed)
     x = _noisy_crops(int(getattr(den, "channels", 1) or 1), size, n_points, sigma, g)
     lips = denoiser_lipschitz(den, x, sigma, n_iter=n_iter, generator=g)
+    cert = _certified_residual(den) if certified else None
     return {"model": name, "sigma": sigma, "size": size, "n_points": n_points, "n_iter": n_iter,
             "lipschitz_denoiser": lips["denoiser"], "lipschitz_residual": lips["residual"],
-            "certified_residual_upper_bound": _certified_residual(den) if certified else None, "card_lipschitz": getattr(den, "lipschitz", None),
-            "pushforward_bound": _bound_rows(lips["denoiser"], separations)}
+            "certified_residual_upper_bound": cert, "card_lipschitz": getattr(den, "lipschitz", None),
+            "pushforward_bound": _bound_rows(lips["denoiser"], separations),
+            "pushforward_bound_certified": None if cert is None else _bound_rows(1.0 + cert, separations)}
