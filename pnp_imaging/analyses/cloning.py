@@ -39,7 +39,7 @@ import torch
 
 __all__ = ["ou_delta", "sigma_of_ou_time", "ou_time_of_sigma", "two_gaussian_score", "two_gaussian_clone_agreement",
            "empirical_score", "denoiser_score", "posterior_mean", "backward_em", "clone_pairs", "crossing_time",
-           "collapse_times", "pc1_class_sides", "sample_backward", "agreement", "digits_in_ou_units", "measure_clones",
+           "collapse_times", "pc1_class_sides", "sample_backward", "sample_digits", "agreement", "digits_in_ou_units", "measure_clones",
            "run_cloning_experiment", "PAPER_THRESHOLD", "DIGITS_SCALE", "ScoreFn"]
 
 #: φ at which the paper reads the speciation transition (φ(t_S) of two unit Gaussians)
@@ -241,6 +241,20 @@ def _endpoint_images(a: torch.Tensor, setup: dict) -> torch.Tensor:
     """OU-unit endpoints ``(..., 64)`` back to ``(m, 1, 8, 8)`` digits in [0, 1] (clamped)."""
     u = a.reshape(-1, 64) / setup["scale"] + setup["offset"]
     return u.clamp(0.0, 1.0).reshape(-1, 1, 8, 8).float()
+
+
+def sample_digits(n: int, *, seed: int = 0, denoiser: str = "digits_edm", step: float = 0.01,
+                  T: float = 4.0) -> torch.Tensor:
+    """``n`` digits ``(n, 1, 8, 8)`` in [0, 1] from the zoo's ``denoiser`` used as a diffusion model
+    (:func:`sample_backward` in the units of :func:`digits_in_ou_units`; clamped to [0, 1])."""
+    import denoisers_zoo
+
+    setup = digits_in_ou_units()
+    score = denoiser_score(denoisers_zoo.load(denoiser), scale=setup["scale"], offset=setup["offset"],
+                           image_shape=(1, 8, 8))
+    a = sample_backward(score, dim=64, n=n, T=T, step=step, generator=torch.Generator().manual_seed(int(seed)),
+                        dtype=torch.float32)
+    return _endpoint_images(a, setup)
 
 
 def measure_clones(result: dict, *, setup: dict, classifier) -> dict:
