@@ -286,11 +286,11 @@ def _plot_cloning(curves: dict, t_S: float, t_C: float, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for name, c in curves.items():
-        style = "o-" if name == "network" else "s--"
-        axes[0].errorbar(c["t"], c["phi"], yerr=c["phi_se"], fmt=style, ms=3, label=f"{name}: 10 classes")
-        axes[0].errorbar(c["t"], c["phi_2"], yerr=c["phi_2_se"], fmt=style, ms=3, alpha=0.5, label=f"{name}: 2 super-classes")
-        axes[1].errorbar(c["t"], c["phi_C"], yerr=c["phi_C_se"], fmt=style, ms=3, label=name)
+    for i, (name, c) in enumerate(curves.items()):
+        kw = {"fmt": "o-" if name == "network" else "s--", "ms": 3, "color": f"C{i}"}
+        axes[0].errorbar(c["t"], c["phi"], yerr=c["phi_se"], label=f"{name}: 10 classes", **kw)
+        axes[0].errorbar(c["t"], c["phi_2"], yerr=c["phi_2_se"], alpha=0.45, label=f"{name}: 2 super-classes", **kw)
+        axes[1].errorbar(c["t"], c["phi_C"], yerr=c["phi_C_se"], label=name, **kw)
     axes[0].axhline(PAPER_THRESHOLD, color="gray", lw=0.8, ls=":")
     axes[0].axvline(t_S, color="k", lw=1, label=f"t_S = {t_S:.2f}")
     axes[1].axvline(t_C, color="k", lw=1, label=f"t_C = {t_C:.2f}")
