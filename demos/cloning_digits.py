@@ -73,9 +73,13 @@ def main(argv=None) -> dict:
     kw = dict(n_pairs=8, t_grid=[0.1, 0.6], step=0.05, T=2.0) if a.fast else dict(n_pairs=a.n_pairs)
     res = run_cloning_experiment(out, t_S=regimes["t_S"], t_C=regimes["t_C"], seed=a.seed, **kw)
     print(f"Lambda = {regimes['Lambda']:.3f}")
-    print(f"speciation: predicted t_S = {res['t_S']:.3f}   measured (phi crosses {res['threshold']}) = {res['t_speciation_measured']}")
-    print(f"collapse:   predicted t_C = {res['t_C']:.3f}   measured (mean per-trajectory t_C) = {res['t_collapse_measured']:.3f}"
-          f"   [empirical score: {res['curves']['empirical']['t_hat_C_mean']:.3f}]")
+    fmt = lambda v: "not crossed on the grid" if v is None else f"{v:.3f}"  # noqa: E731
+    emp = res.get("empirical_score", {})
+    print(f"speciation: predicted t_S = {res['t_S']:.3f}; phi crosses {res['threshold']} at "
+          f"{fmt(res['t_speciation_measured_2_classes'])} (2 super-classes), {fmt(res['t_speciation_measured'])} (10 classes)"
+          f"   [empirical score: {fmt(emp.get('t_speciation_measured_2_classes'))}, {fmt(emp.get('t_speciation_measured'))}]")
+    print(f"collapse:   predicted t_C = {res['t_C']:.3f}; mean per-trajectory t_C = {fmt(res['t_collapse_measured'])}"
+          f"   [empirical score: {fmt(emp.get('t_collapse_measured'))}]")
     print(f"wrote {out / 'cloning.json'} and {out / 'cloning.png'}")
     return res
 

@@ -348,6 +348,11 @@ def run_cloning_experiment(out_dir, *, t_S: float, t_C: float, n_pairs: int = 40
                "seed": int(seed), "step": float(step), "T": float(T), "denoiser": denoiser,
                "data_scaling": f"a = {setup['scale']:g} (pixel/16 - {setup['offset']:.4f})", "curves": curves,
                "network_samples": evaluate_samples(samples, classifier=classifier)}
+    if reference:
+        emp = curves["empirical"]
+        summary["empirical_score"] = {"t_speciation_measured": emp["t_cross_phi"],
+                                      "t_speciation_measured_2_classes": emp["t_cross_phi_2"],
+                                      "t_collapse_measured": emp["t_hat_C_mean"]}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "cloning.json").write_text(json.dumps(summary, indent=2) + "\n")
