@@ -75,3 +75,23 @@ def test_lipschitz_unknown_model_is_a_one_line_error(capsys):
     assert main(["analyze", "lipschitz", "no_such_model"]) == 2
     err = capsys.readouterr().err
     assert "unknown denoiser" in err and err.strip().count("\n") == 0
+
+
+@pytest.mark.slow
+def test_cloning_json_is_the_only_stdout_and_uses_the_regimes_times(tmp_path, capsys):
+    from pnp_imaging.analyses.cloning import digits_in_ou_units
+    from pnp_imaging.analyses.regimes import speciation_time
+
+    rc = main(["analyze", "cloning", "--out", str(tmp_path), "--fast", "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0 and captured.out.count("\n") == 1
+    res = json.loads(captured.out)
+    t_s = speciation_time(digits_in_ou_units()["train"].double().numpy())["t_S"]
+    assert res["t_S"] == pytest.approx(t_s) and 0.0 < res["t_C"] < res["t_S"]
+    assert (tmp_path / "cloning.png").is_file() and (tmp_path / "regimes.json").is_file()
+
+
+def test_cloning_bad_pairs_is_a_one_line_error(tmp_path, capsys):
+    assert main(["analyze", "cloning", "--out", str(tmp_path), "--n-pairs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--n-pairs" in err and "\n" not in err

@@ -119,12 +119,38 @@ def _print_bound_rows(rows, title: str) -> None:
         print(f"  separation {row['separation']:g}: gap mass >= {row['min_gap_mass']:.4f}, TV >= {row['min_tv']:.4f}")
 
 
+def _cloning_arguments(p) -> None:
+    p.add_argument("--out", required=True, help="folder for cloning.json, cloning.png and regimes.json")
+    p.add_argument("--n-pairs", type=int, default=400, help="cloned pairs per split time (default 400)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fast", action="store_true", help="a plumbing run of seconds (the figures mean nothing)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
+
+
+def _run_cloning(args) -> int:
+    from pnp_imaging.analyses.cloning import run_digits_cloning
+
+    if args.n_pairs < 2:
+        raise ValueError(f"--n-pairs must be >= 2, got {args.n_pairs}")
+    _log(f"cloning experiment on the digits ({args.n_pairs} pairs per split time) -> {args.out}")
+    res = run_digits_cloning(args.out, n_pairs=args.n_pairs, seed=args.seed, fast=args.fast)
+    keys = ("t_S", "t_speciation_measured_2_classes", "t_speciation_measured", "t_C", "t_collapse_measured")
+    brief = {k: res.get(k) for k in keys}
+    if args.json:
+        print(json.dumps(_json_ready(brief)))
+    else:
+        print(", ".join(f"{k} = {'-' if v is None else f'{v:.4g}'}" for k, v in brief.items()))
+    return 0
+
+
 #: analysis name -> (help, add_arguments(parser), run(args) -> exit code)
 ANALYSES = {
     "regimes": ("speciation and collapse times of a diffusion model on a data set (Biroli et al. 2024)",
                 _regimes_arguments, _run_regimes),
     "lipschitz": ("Lipschitz constant of a zoo model and the push-forward bound it implies (Salmona et al. 2022)",
                   _lipschitz_arguments, _run_lipschitz),
+    "cloning": ("the cloning experiment on the digits: measured speciation/collapse vs t_S, t_C (Biroli et al. 2024)",
+                _cloning_arguments, _run_cloning),
 }
 
 

@@ -358,3 +358,32 @@ def run_cloning_experiment(out_dir, *, t_S: float, t_C: float, n_pairs: int = 40
     (out / "cloning.json").write_text(json.dumps(summary, indent=2) + "\n")
     _plot_cloning(curves, t_S, t_C, out / "cloning.png")
     return summary
+
+
+#: OU times where the digits' collapse curve f^e/α is estimated (t_C ≈ 0.1-0.2 on the digits)
+DIGITS_COLLAPSE_TIMES = tuple(round(0.02 * k, 2) for k in range(1, 61))
+
+
+def run_digits_cloning(out_dir, *, n_pairs: int = 400, seed: int = 0, fast: bool = False) -> dict:
+    """The whole experiment on the digits: the predicted ``t_S`` and ``t_C`` of the train split
+    (:func:`~pnp_imaging.analyses.regimes.speciation_time`, :func:`~pnp_imaging.analyses.regimes.collapse_time`,
+    data as in :func:`digits_in_ou_units`), written to ``regimes.json``, then
+    :func:`run_cloning_experiment` against them. ``fast``: a plumbing run of seconds."""
+    import json
+    from pathlib import Path
+
+    from pnp_imaging.analyses.regimes import collapse_time, speciation_time
+
+    data = digits_in_ou_units()["train"].double().numpy()
+    regimes = speciation_time(data)
+    collapse = collapse_time(data, times=DIGITS_COLLAPSE_TIMES, n_samples=500 if fast else 4000,
+                             generator=torch.Generator().manual_seed(int(seed)))
+    regimes.update(t_C=collapse["t_C"], censored=collapse["censored"], alpha=collapse["alpha"],
+                   times=list(collapse["times"]), f_over_alpha=(np.asarray(collapse["f_e"]) / collapse["alpha"]).tolist())
+    if not np.isfinite(regimes["t_C"]):
+        raise ValueError("collapse time not found on the grid (f/alpha above the threshold everywhere)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "regimes.json").write_text(json.dumps(regimes, indent=2, default=float) + "\n")
+    kw = dict(n_pairs=8, t_grid=[0.1, 0.6], step=0.05, T=2.0) if fast else dict(n_pairs=n_pairs)
+    return run_cloning_experiment(out, t_S=regimes["t_S"], t_C=regimes["t_C"], seed=seed, **kw)
