@@ -136,3 +136,7 @@ def run(args) -> int:
         return commands[args.dmmd_command](args)
     except (ValueError, FileNotFoundError) as exc:
         return _error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except KeyboardInterrupt:
+        print("pnp-imaging: interrupted; a training run continues from its last checkpoint with --resume",
+              file=sys.stderr)
+        return 130

@@ -1,8 +1,9 @@
 r"""The noise-conditional feature network φ_θ(x, t) of DMMD's kernel.
 
 DMMD's kernel at noise level t is ``k_t(x, x') = K(φ_θ(x, t), φ_θ(x', t))`` (Galashov et al. 2025,
-§3; one network shared by all levels, conditioned on t). With the **linear base kernel**
-``K(u, v) = uᵀv`` that the paper proposes for scalability the witness function is
+as described in its abstract and OpenReview discussion; one network for all levels, conditioned
+on t). With the **linear base kernel** ``K(u, v) = uᵀv`` that the paper proposes for scalability
+the witness function is
 ``f_t(z) = ⟨m_Q(t) − m_P(t), φ_θ(z, t)⟩`` (mean features ``m``), so the data's mean feature per
 level can be computed once and cached ("approximate sampling", ``flow.py``).
 

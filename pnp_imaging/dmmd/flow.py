@@ -1,8 +1,8 @@
-r"""Sampling by the noise-adaptive MMD gradient flow (DMMD, Galashov et al. 2025, §3–4).
+r"""Sampling by the noise-adaptive MMD gradient flow (DMMD, Galashov et al. 2025).
 
 Particles start from N(0, I) (the forward diffusion's end point, ``noising.py``). For a
 decreasing grid of noise levels ``t_1 = 1 > … > t_L = t_min`` the flow takes ``N_s`` explicit
-Euler steps of the MMD gradient flow (Arbel et al. 2019, eq. 8) with the level's kernel k_t:
+Euler steps of the MMD gradient flow (Arbel et al. 2019) with the level's kernel k_t:
 
     z_i ← z_i − η ∇f_{Q,P}^{t}(z_i),   ∇f_{Q,P}^{t}(z) = J_φ(z, t)ᵀ (m_Q(t) − m_P(t)),
 

@@ -6,7 +6,7 @@ For a kernel k, target P (data) and particles Q (Gretton et al. 2012; Arbel et a
     f_{Q,P}(z) = E_{y~Q} k(y, z) − E_{x~P} k(x, z)            (witness, up to normalisation).
 
 The Wasserstein gradient flow of ``½ MMD²(P, ·)`` moves each particle along ``−∇f_{Q,P}(z)``
-(Arbel et al. 2019, eq. 8); with the empirical (V-statistic) MMD² of N particles,
+(Arbel et al. 2019); with the empirical (V-statistic) MMD² of N particles,
 ``∂ MMD² / ∂z_i = (2/N) ∇f_{Q,P}(z_i)``. With a feature map and the linear base kernel
 ``k(x, y) = φ(x)ᵀφ(y)`` (DMMD, Galashov et al. 2025) everything goes through the mean features
 ``m_P = E_P φ``, ``m_Q = E_Q φ``: ``MMD² = ‖m_P − m_Q‖²`` and ``∇f_{Q,P}(z) = J_φ(z)ᵀ(m_Q − m_P)``.

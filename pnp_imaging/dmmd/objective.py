@@ -1,7 +1,7 @@
 r"""DMMD's training objective for the noise-conditional kernel (no generator, no adversarial game).
 
 For a level t the kernel ``k_t = φ_θ(·, t)ᵀφ_θ(·, t)`` is trained to *separate* clean data P_0 from
-the same data pushed through the forward diffusion, P_t (Galashov et al. 2025, abstract and §3:
+the same data pushed through the forward diffusion, P_t (Galashov et al. 2025, abstract:
 "trained on data distributions corrupted by increasing levels of noise"):
 
     max_θ  E_t [ MMD²_{k_t}(P_0, P_t) ] − λ · GP_t(θ).
@@ -11,7 +11,7 @@ t drawn over the whole noise range. **Our choices** (the paper's regulariser and
 be read): the unbiased (U-statistic) MMD² on independent clean and noised batches (the biased one
 would also reward feature variance); t ~ U(t_min, 1), ``levels`` levels per step with ``batch``
 points each; the regulariser is the WGAN-GP / MMD-GAN gradient penalty of Gulrajani et al. (2017)
-and Bińkowski et al. (2018, "Demystifying MMD GANs", §4) on the witness
+and Bińkowski et al. (2018, "Demystifying MMD GANs") on the witness
 ``f_t(x) = ⟨m_{P_t} − m_{P_0}, φ_θ(x, t)⟩`` at random interpolates ``x̃ = u x_0 + (1 − u) x_t``,
 ``GP_t = E (‖∇_x̃ f_t(x̃)‖ − 1)²``. With a linear kernel MMD² is unbounded in the feature scale; the
 penalty fixes that scale (witness slope ≈ 1 between the two distributions), which also makes the

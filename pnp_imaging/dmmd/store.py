@@ -128,7 +128,8 @@ def _grid_and_means(model: DMMDModel, flow: dict) -> tuple[torch.Tensor, torch.T
 def sample(model: DMMDModel, n: int, *, seed: int = 0, progress: bool = False, **flow_overrides) -> torch.Tensor:
     """``n`` images ``[n, side, side]`` in [0, 1] by the DMMD flow (``flow.mmd_flow``) with the
     model's flow defaults, any of ``levels``, ``steps_per_level``, ``step_size``, ``t_min``,
-    ``batch`` overridden; seeded by ``seed`` (a ``torch.Generator``, no global state)."""
+    ``batch`` overridden; seeded by ``seed`` (a ``torch.Generator``, no global state). Particles
+    interact in batches of ``min(batch, n)``, so the images of one seed depend on ``n`` too."""
     from pnp_imaging.progress import progress_bar
 
     unknown = sorted(set(flow_overrides) - set(model.flow))
