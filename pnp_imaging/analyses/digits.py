@@ -13,7 +13,8 @@ Bonnaire, De Bortoli, Mézard 2024, ``pnp_imaging.analyses.cloning``; the MMD gr
   with ``torch.load(..., weights_only=True)``); :func:`train_digit_classifier` re-trains it.
 - :func:`evaluate_samples`: class balance, Fréchet distance in the classifier's penultimate
   features (the FID recipe of Heusel et al. 2017, eq. in §3, with this small classifier in place
-  of Inception), nearest-neighbour distances to the train split (memorisation), confidence.
+  of Inception), nearest-neighbour distances to the train split (memorisation), confidence
+  (definitions: ``docs/algorithms.md §cloning``).
 """
 from __future__ import annotations
 
