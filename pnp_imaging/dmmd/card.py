@@ -42,10 +42,11 @@ def _eval_lines(entry: dict) -> list[str]:
     lines = [f"## Evaluation (`pnp-imaging dmmd evaluate`, n = {ev['settings']['n']}, seed {ev['settings']['seed']})", "",
              "| quantity | " + " | ".join(res) + " |", "|---|" + "---|" * len(res)]
     lines += [f"| {k} | " + " | ".join(cell(r.get(k, "")) for r in res.values()) + " |" for k in ROWS]
+    compared = [f"`{k}` = samples read from `{v}` (`--compare`)." for k, v in ev["settings"].get("compare", {}).items()]
     return lines + ["", "Metrics from `pnp_imaging.analyses.digits.evaluate_samples` (digit classifier card: "
                     "`denoisers_zoo/weights/digits_classifier.md`). `test_digits` = held-out data (its Fréchet "
                     "distance is 0 by construction: the test split is the reference), `train_digits` = n random train "
-                    "images, `gaussian_noise` = per-pixel Gaussian noise with the train split's pixel mean and std.", ""]
+                    "images, `gaussian_noise` = per-pixel Gaussian noise with the train split's pixel mean and std.", *compared, ""]
 
 
 def make_card(name: str, *, weights_dir: Path | None = None) -> Path:

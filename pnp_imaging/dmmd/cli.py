@@ -117,7 +117,7 @@ def _evaluate(args) -> int:
     overrides = {k: v for k, v in _flow_overrides(args).items() if v is not None}
     model.flow.update(overrides)
     results, samples = evaluate_model(model, n=args.n, seed=args.seed, compare=compare, progress=not args.quiet)
-    settings = {"n": args.n, "seed": args.seed, **model.flow}
+    settings = {"n": args.n, "seed": args.seed, **model.flow, "compare": dict(c.partition("=")[::2] for c in args.compare)}
     report = write_report(args.out, model, results, samples, settings)
     print(json.dumps({k: {m: v[m] for m in ("frechet_distance", "nn_train_median", "tv_to_train_labels")}
                       for k, v in results.items()}, indent=1))
