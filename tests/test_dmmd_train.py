@@ -118,10 +118,11 @@ def test_evaluate_writes_report_and_ranks_baselines(toy_run, tmp_path):
     _, out, _ = toy_run
     install(out, weights_dir=tmp_path)
     model = load_model("dmmd_toy", manifest=tmp_path / "manifest.json")
-    results, samples = evaluate_model(model, n=64, seed=0)
-    assert list(results) == ["dmmd_toy", "test_digits", "train_digits", "gaussian_noise"]
-    report = write_report(tmp_path / "eval", model, results, samples, {"n": 64, "seed": 0})
+    results, sets = evaluate_model(model, n=64, seed=0)
+    assert list(results) == list(sets) == ["dmmd_toy", "test_digits", "train_digits", "gaussian_noise"]
+    report = write_report(tmp_path / "eval", model, results, sets, {"n": 64, "seed": 0})
     assert report.is_file() and (tmp_path / "eval" / "samples.png").is_file()
+    assert all((tmp_path / "eval" / f"grid_{name}.png").is_file() for name in sets)
     payload = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert np.load(tmp_path / "eval" / "samples.npy").shape == (64, 8, 8)
     fd = {k: v["frechet_distance"] for k, v in payload["results"].items()}

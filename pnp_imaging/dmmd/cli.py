@@ -94,13 +94,16 @@ def _sample(args) -> int:
 
 
 def _read_compare(specs: list[str]) -> dict:
+    import re
+
     import numpy as np
 
     sets = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
-        if not sep or not name or not Path(path).is_file():
-            raise ValueError(f"--compare: {spec!r} must be NAME=FILE.npy with an existing file")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not Path(path).is_file():
+            raise ValueError(f"--compare: {spec!r} must be NAME=FILE.npy (NAME of letters, digits, _ . -; "
+                             "an existing file)")
         sets[name] = np.load(path)
     return sets
 
@@ -116,9 +119,9 @@ def _evaluate(args) -> int:
     model = load_model(args.model)
     overrides = {k: v for k, v in _flow_overrides(args).items() if v is not None}
     model.flow.update(overrides)
-    results, samples = evaluate_model(model, n=args.n, seed=args.seed, compare=compare, progress=not args.quiet)
+    results, sets = evaluate_model(model, n=args.n, seed=args.seed, compare=compare, progress=not args.quiet)
     settings = {"n": args.n, "seed": args.seed, **model.flow, "compare": dict(c.partition("=")[::2] for c in args.compare)}
-    report = write_report(args.out, model, results, samples, settings)
+    report = write_report(args.out, model, results, sets, settings)
     print(json.dumps({k: {m: v[m] for m in ("frechet_distance", "nn_train_median", "tv_to_train_labels")}
                       for k, v in results.items()}, indent=1))
     if args.record:

@@ -46,9 +46,9 @@ def sample_grid(images: torch.Tensor, *, cols: int = 8, zoom: int = 4) -> torch.
     return grid.repeat_interleave(zoom, 0).repeat_interleave(zoom, 1)
 
 
-def evaluate_model(model, *, n: int, seed: int, compare: dict | None = None, progress: bool = False) -> tuple[dict, torch.Tensor]:
-    """``({name: evaluate_samples dict}, samples)`` for the model's ``n`` samples (seed ``seed``), the
-    two baselines and ``compare``'s sample sets."""
+def evaluate_model(model, *, n: int, seed: int, compare: dict | None = None, progress: bool = False) -> tuple[dict, dict]:
+    """``({name: evaluate_samples dict}, {name: images [m, 8, 8]})`` for the model's ``n`` samples
+    (seed ``seed``; first entry), ``compare``'s sample sets and the baselines."""
     from pnp_imaging.analyses.digits import evaluate_samples, load_digit_classifier, load_digits_images
     from pnp_imaging.dmmd.store import sample
 
@@ -57,9 +57,9 @@ def evaluate_model(model, *, n: int, seed: int, compare: dict | None = None, pro
     pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]
     sets = {model.name: samples, **(compare or {}), "test_digits": load_digits_images("test")[:, 0],
             "train_digits": train[pick], "gaussian_noise": noise_baseline(train, n, seed=seed)}
+    sets = {name: torch.as_tensor(np.asarray(x), dtype=torch.float32).reshape(-1, 8, 8) for name, x in sets.items()}
     classifier = load_digit_classifier()
-    return {name: evaluate_samples(torch.as_tensor(np.asarray(x), dtype=torch.float32), classifier=classifier)
-            for name, x in sets.items()}, samples
+    return {name: evaluate_samples(x, classifier=classifier) for name, x in sets.items()}, sets
 
 
 def _cell(value) -> str:
@@ -73,21 +73,36 @@ def _table(results: dict) -> str:
     return f"<table border='1' cellpadding='3' style='border-collapse:collapse'>{head}{body}</table>"
 
 
-def write_report(out: str | Path, model, results: dict, samples: torch.Tensor, settings: dict) -> Path:
-    """Write ``samples.npy``, ``samples.png`` (first 64), ``metrics.json`` and ``report.html`` into ``out``."""
+def _grids(out: Path, sets: dict) -> str:
+    """One PNG grid (first 64 images) per sample set, ``grid_<name>.png``; their HTML figures."""
+    from pnp_imaging.imageio import write_image
+
+    figures = []
+    for name, images in sets.items():
+        write_image(out / f"grid_{name}.png", sample_grid(images[:64].clamp(0, 1)))
+        figures.append(f"<figure style='display:inline-block;margin:6px'><img src='grid_{html.escape(name)}.png' "
+                       f"style='image-rendering:pixelated;width:240px'><figcaption>{html.escape(name)}</figcaption></figure>")
+    return "".join(figures)
+
+
+def write_report(out: str | Path, model, results: dict, sets: dict, settings: dict) -> Path:
+    """Write the model's ``samples.npy`` and ``samples.png`` (first 64), a grid per sample set,
+    ``metrics.json`` and ``report.html`` into ``out``; ``sets`` as returned by :func:`evaluate_model`."""
     from pnp_imaging._io import atomic_write_text
     from pnp_imaging.imageio import write_image
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    samples = sets[model.name]
     np.save(out / "samples.npy", samples.numpy().astype(np.float32))
     write_image(out / "samples.png", sample_grid(samples[:64]))
+    figures = _grids(out, sets)
     payload = {"model": model.name, "settings": settings, "results": results}
     atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2, sort_keys=True) + "\n")
     text = (f"<!doctype html><html><head><meta charset='utf-8'><title>DMMD evaluation: {html.escape(model.name)}</title>"
             f"</head><body><h1>DMMD evaluation: {html.escape(model.name)}</h1>"
             f"<p>Flow settings: <code>{html.escape(json.dumps(settings, sort_keys=True))}</code></p>"
-            f"<p><img src='samples.png' alt='first 64 samples' style='image-rendering:pixelated;width:400px'></p>"
+            f"<h2>First 64 images of each set</h2><div>{figures}</div>"
             f"<h2>Digits metrics</h2>{_table(results)}"
             "<p>frechet_distance: to the test split in the digit classifier's features; nn_train_*: Euclidean distance "
             "(pixel scale) of each image to its nearest train digit; memorised_fraction: share nearer than the 5 % "

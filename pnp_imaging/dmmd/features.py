@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["FeatureNet", "time_embedding"]
+__all__ = ["FeatureNet", "time_embedding", "init_parameters"]
 
 
 def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -56,3 +56,17 @@ class FeatureNet(nn.Module):
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         t = t.expand(x.shape[0]) if t.ndim == 0 else t
         return self.body(self.inp(x) + self.t_mlp(time_embedding(t, self.t_dim)))
+
+
+@torch.no_grad()
+def init_parameters(net: nn.Module, generator: torch.Generator) -> None:
+    """Re-draw every ``nn.Linear`` of ``net`` from ``generator``: weights and biases uniform in
+    ``±1/√fan_in`` (the bound of PyTorch's default initialisation), so training is seeded without
+    touching the global random state."""
+    for layer in net.modules():
+        if isinstance(layer, nn.Linear):
+            bound = 1.0 / math.sqrt(layer.in_features)
+            for p in (layer.weight, layer.bias):
+                if p is not None:
+                    p.copy_((torch.rand(p.shape, generator=generator) * 2 - 1) * bound)
+

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from pnp_imaging._io import atomic_torch_save
-from pnp_imaging.dmmd.features import FeatureNet
+from pnp_imaging.dmmd.features import FeatureNet, init_parameters
 from pnp_imaging.dmmd.noising import to_signed
 from pnp_imaging.dmmd.objective import dmmd_loss
 
@@ -71,9 +71,8 @@ def _restore(path: Path, net, opt, gen: torch.Generator) -> tuple[int, list, flo
 def _setup(recipe: dict, x: torch.Tensor, out: Path, resume: bool):
     """Network, optimiser and generator, restored from ``out/checkpoint.pt`` with ``resume``."""
     gen = torch.Generator().manual_seed(int(recipe["seed"]))
-    with torch.random.fork_rng():  # parameter init from the recipe seed without touching global state
-        torch.manual_seed(int(recipe["seed"]))
-        net = FeatureNet(dim=x.shape[1], **recipe["arch"])
+    net = FeatureNet(dim=x.shape[1], **recipe["arch"])
+    init_parameters(net, gen)
     opt = torch.optim.Adam(net.parameters(), lr=float(recipe["optim"]["lr"]))
     ck = out / "checkpoint.pt"
     if resume and not ck.is_file():
