@@ -1,7 +1,7 @@
 """``pnp-imaging`` command line (also ``python -m pnp_imaging``).
 
 Subcommands: ``run``, ``demo``, ``simulate``, ``report``, ``zoo list|card|train``, ``analyze ...``
-(:mod:`pnp_imaging.analyses.cli`).
+(:mod:`pnp_imaging.analyses.cli`), ``dmmd train|sample|evaluate`` (:mod:`pnp_imaging.dmmd.cli`).
 Configuration problems exit with code 2 and one line on stderr naming the key and the fix.
 """
 from __future__ import annotations
@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pnp_imaging.analyses.cli import add_analyze_parser
 
     add_analyze_parser(sub)
+    from pnp_imaging.dmmd.cli import add_parser as add_dmmd_parser
+
+    add_dmmd_parser(sub)
     return parser
 
 
@@ -142,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         from pnp_imaging.analyses.cli import run_analyze
 
         return run_analyze(args)
+    if args.command == "dmmd":
+        from pnp_imaging.dmmd.cli import run as run_dmmd
+
+        return run_dmmd(args)
     return _error(f"unknown command {args.command}")  # pragma: no cover (argparse rejects it)
 
 
