@@ -101,7 +101,7 @@ def test_a_denoiser_that_cannot_serve_the_schedule_is_refused_in_one_line(sample
     with pytest.raises(ValueError) as e:
         pnp_imaging.sample(blur_problem(), Narrow(), sampler, n_steps=2, chains=1, generator=torch.Generator())
     msg = one_line(e)
-    assert "prior.denoiser" in msg and "'narrow'" in msg and "edm_gray" in msg and "78.7]" in msg
+    assert "prior.denoiser" in msg and "'narrow'" in msg and "fullrange_gray" in msg and "78.7]" in msg
 
 
 @pytest.mark.parametrize("sampler,options,key", [
@@ -156,7 +156,7 @@ def test_config_names_only_type_steps_chains_and_gets_the_full_range_prior(tmp_p
                          base_dir=pnp_imaging_data())
     assert cfg.sampler.n_burnin == 0 and cfg.sampler.options.diffusion_steps == 100
     name, den = _load_denoiser(cfg, 1, torch.float32)
-    assert name == "edm_gray" and den.sigma_range[1] >= 80
+    assert name == "fullrange_gray" and den.sigma_range[1] >= 80
     mcmc = resolve_config({"image": "cameraman.png", "sampler": {"type": "skrock"}}, base_dir=pnp_imaging_data())
     assert mcmc.sampler.n_burnin == 200 and _load_denoiser(mcmc, 1, torch.float32)[0] == "lipdncnn_gray_s5"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import one_line
 import torch
 
 import denoisers_zoo
@@ -102,7 +103,7 @@ def test_full_range_recipes_hold_out_camera_and_cover_the_ddpm_schedule(recipe):
 
 
 def test_full_range_model_is_registered_loads_and_is_the_default_for_diffusion():
-    assert denoisers_zoo.default_prior(1, full_range=True) == "edm_gray"
+    assert denoisers_zoo.default_prior(1, full_range=True) == "fullrange_gray"
     assert denoisers_zoo.default_prior(1) == "lipdncnn_gray_s5"  # the MCMC default is unchanged
     entry = denoisers_zoo.read_manifest()["models"]["edm_gray"]
     assert len(entry["sha256"]) == 64 and entry["arch"]["type"] == "edm_drunet"
@@ -113,3 +114,43 @@ def test_full_range_model_is_registered_loads_and_is_the_default_for_diffusion()
     assert out.shape == x.shape and out.dtype == F64
     with pytest.raises(ValueError, match="sigma_range"):
         den(x, 500.0)
+
+
+# ----------------------------------------------------------------------------- the composite
+def _gaussian(mean: float, var: float, rng=(0.0, float("inf"))):
+    from denoisers_zoo.exact import GaussianDenoiser
+
+    den = GaussianDenoiser.isotropic(mean, var, (1, 4, 4))
+    den.sigma_range = rng
+    return den
+
+
+def test_blend_is_low_below_a_high_above_b_and_the_log_sigma_mix_between():
+    from denoisers_zoo.blend import SigmaBlendDenoiser
+
+    low, high = _gaussian(0.2, 0.01, (0.0, 0.3)), _gaussian(0.8, 0.04, (0.05, 100.0))
+    blend = SigmaBlendDenoiser(low, high, 0.1, 0.2)
+    x = torch.rand(3, 1, 4, 4, dtype=F64, generator=torch.Generator().manual_seed(0))
+    sig = torch.tensor([0.05, 0.14, 0.5], dtype=F64)
+    out = blend(x, sig)
+    w = math.log(0.14 / 0.1) / math.log(2.0)
+    assert torch.allclose(out[0], low(x[:1], 0.05)[0]) and torch.allclose(out[2], high(x[2:], 0.5)[0])
+    assert torch.allclose(out[1], (1 - w) * low(x[1:2], 0.14)[0] + w * high(x[1:2], 0.14)[0])
+    assert blend.sigma_range == (0.0, 100.0) and blend.channels == low.channels
+
+
+def test_blend_refuses_an_overlap_outside_a_part_in_one_line():
+    from denoisers_zoo.blend import SigmaBlendDenoiser
+
+    with pytest.raises(ValueError) as e:
+        SigmaBlendDenoiser(_gaussian(0.2, 0.01, (0.0, 0.1)), _gaussian(0.8, 0.04), 0.05, 0.2)
+    assert "overlap" in one_line(e)
+
+
+def test_fullrange_gray_is_drunet_at_small_sigma_and_edm_at_large():
+    den = denoisers_zoo.load("fullrange_gray")
+    assert den.sigma_range[0] <= 0.005 and den.sigma_range[1] >= 80 and "fullrange_gray" in denoisers_zoo.available()
+    x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(den(x, 0.1), denoisers_zoo.load("drunet_gray")(x, 0.1))
+    assert torch.equal(den(x, 1.0), denoisers_zoo.load("edm_gray")(x, 1.0))
+    assert "composite" in denoisers_zoo.card("fullrange_gray")

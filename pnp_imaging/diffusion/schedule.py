@@ -103,4 +103,4 @@ def check_sigma_range(denoiser, lo: float, hi: float, sampler: str) -> None:
         name = getattr(denoiser, "name", type(denoiser).__name__)
         raise ValueError(f"prior.denoiser: {name!r} covers sigma in [{a:.4g}, {b:.4g}] but {sampler}'s schedule calls "
                          f"it at sigma in [{lo:.4g}, {hi:.4g}] ([0,1] scale); use a full-range model such as "
-                         f"'edm_gray' (or leave prior.denoiser unset)")
+                         f"'fullrange_gray' (or leave prior.denoiser unset)")
