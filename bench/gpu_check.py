@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     devices = _devices(args.smoke)
     doc = {"created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "mode": "smoke" if args.smoke else "full",
            "command": " ".join(["python -m bench.gpu_check", *(argv if argv is not None else sys.argv[1:])]),
-           "machine": C.machine_info(), "cuda": _cuda_info(), "provenance": C.provenance([C.zoo_weights("lipdncnn_gray_s5")])}
+           "machine": C.machine_info(), "cuda": _cuda_info(),
+           "provenance": C.provenance([C.zoo_weights("lipdncnn_gray_s5")])}
     path = out / "gpu_check.json"
     doc["throughput"] = throughput(args, devices)
     C.write_json(path, doc)

@@ -99,7 +99,8 @@ def markdown_table(runs: dict, out: str) -> str:
     for name, run in runs.items():
         path = _result_path(name, out)
         if run["returncode"] != 0 or not path.is_file():
-            lines.append(f"| {name} | {'failed (exit %d)' % run['returncode'] if run['returncode'] else 'no result file'} | | | |")
+            why = f"failed (exit {run['returncode']})" if run["returncode"] else "no result file"
+            lines.append(f"| {name} | {why} | | | |")
             continue
         doc = json.loads(path.read_text())
         rows = list(_leaves(doc.get("ratios", {}))) or [("(no ratios)", "")]

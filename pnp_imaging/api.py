@@ -33,7 +33,7 @@ import torch
 
 from pnp_imaging._io import atomic_torch_save, atomic_write_text
 from pnp_imaging.config import ConfigError, RunConfig, resolve_config
-from pnp_imaging.distributed import split_chains
+from pnp_imaging.distributed import active as distributed_active, split_chains
 from pnp_imaging.posterior import Posterior
 from pnp_imaging.sampling import SamplingInterrupted
 
@@ -56,12 +56,19 @@ class Components:
 def network_device(name: str) -> torch.device:
     """Where the denoiser network runs: ``auto`` = the first CUDA GPU if torch sees one, else the
     CPU; ``cuda[:N]`` requires one (one-line error otherwise). Operators, chains and statistics
-    stay on the CPU; on a GPU only the network moves (``denoisers_zoo.OffloadedDenoiser``)."""
+    stay on the CPU; on a GPU only the network moves (``denoisers_zoo.OffloadedDenoiser``). In a
+    distributed run ``auto``/``cuda`` without an index mean the GPU ``LOCAL_RANK`` (modulo the
+    GPUs torch sees), one per local rank."""
     if name in ("auto", "cpu"):
-        return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu")
-    if not torch.cuda.is_available():
+        device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu")
+    elif not torch.cuda.is_available():
         raise ConfigError(f"device: {name!r} asked for but torch sees no CUDA GPU; use device: cpu (or auto)")
-    return torch.device(name)
+    else:
+        device = torch.device(name)
+    ctx = distributed_active()
+    if device.type == "cuda" and device.index is None and ctx is not None and ctx.world_size > 1:
+        device = torch.device("cuda", ctx.local_rank % torch.cuda.device_count())
+    return device
 
 
 def _load_denoiser(cfg: RunConfig, channels: int, dtype: torch.dtype):
@@ -134,6 +141,7 @@ def _prepare_folder(out_dir, resume: bool, ctx) -> Path:
     final = Path(out_dir)
     work = final.with_name(final.name + ".partial")
     if resume:
+        _check_resume_kind(work, final, ctx)
         if not work.is_dir() and (final / name).is_file():
             final.rename(work)
         if not (work / name).is_file() and not (work / "map_state.pt").is_file():
@@ -142,6 +150,18 @@ def _prepare_folder(out_dir, resume: bool, ctx) -> Path:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     return work
+
+
+def _check_resume_kind(work: Path, final: Path, ctx) -> None:
+    """A distributed run's folder is resumed with ``--distributed`` and a plain one without."""
+    folder = work if work.is_dir() else final
+    ranked, plain = (folder / "checkpoint.rank0.pt").is_file(), (folder / "checkpoint.pt").is_file()
+    if ctx is None and ranked and not plain:
+        raise ConfigError(f"--resume: {folder} holds a distributed run's checkpoints (checkpoint.rank<r>.pt); "
+                          "resume it with --distributed, with the same number of ranks")
+    if ctx is not None and plain and not ranked:
+        raise ConfigError(f"--resume: {folder} holds a single-process checkpoint (checkpoint.pt); resume it "
+                          "without --distributed")
 
 
 def _close_folder(work: Path, out_dir) -> str | None:
@@ -352,7 +372,8 @@ def _run(config, *, out_dir, resume: bool, progress: bool, base_dir, ctx) -> Pos
     if main:
         atomic_write_text(work / "config.resolved.yaml", _yaml(cfg))
     run_map = cfg.map.enabled and not get_sampler(cfg.sampler.type).independent  # diffusion samplers start from noise
-    x_map, map_info = _map_step(cfg, parts, work, generator, progress and main, resume, main) if run_map else (None, None)
+    x_map, map_info = (_map_step(cfg, parts, work, generator, progress and main, resume, main) if run_map
+                       else (None, None))
     x_map = _same_map(x_map, ctx)
     reservoir, gen_state = (_reservoir(cfg) if mismatch else None), generator.get_state()
     post = _sampling_step(cfg, parts, kernel, x_map, map_info, work, generator, progress, resume, reservoir, ctx)

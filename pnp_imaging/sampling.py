@@ -119,6 +119,9 @@ def _check_arguments(n_steps, n_burnin, thin, chains, credible_level, generator,
         raise ValueError(f"credible_level: must be in (0, 1), e.g. 0.9; got {credible_level!r}")
     if until is not None and distributed is not None and distributed.world_size > 1:
         raise ValueError("until: run-until-converged is not available with several ranks; give n_steps")
+    if distributed is not None and not isinstance(generator, ChainGenerators):
+        raise ValueError("generator: a distributed run needs per-chain streams, "
+                         "ChainGenerators(seed, distributed.chain_ids(total_chains))")
 
 
 def _run_chains(kernel: Kernel, problem, *, generator, n_steps, n_burnin, thin, chains, x0, init_spread,

@@ -161,13 +161,13 @@ def test_two_rank_resume_continues_each_rank(tmp_path):
     _assert_matches_reference(tmp_path / "merged.npz", _reference(80))
 
 
-def _tiny_cli_config(tmp_path: Path) -> Path:
+def _tiny_cli_config(tmp_path: Path, denoiser: str = "drunet_gray") -> Path:
     from pnp_imaging.imageio import read_image, write_image
 
     write_image(tmp_path / "crop.png", read_image(ROOT / "data" / "cameraman.png")[..., 100:116, 100:116])
     cfg = {"seed": 1, "image": str(tmp_path / "crop.png"), "dtype": "float64", "device": "cpu",
            "operator": {"type": "blur", "kernel": "uniform", "size": 5, "boundary": "circular"},
-           "noise": {"type": "gaussian", "sigma": 0.02}, "prior": {"denoiser": "drunet_gray", "eps": (10 / 255) ** 2},
+           "noise": {"type": "gaussian", "sigma": 0.02}, "prior": {"denoiser": denoiser, "eps": (10 / 255) ** 2},
            "map": {"n_steps": 5}, "checkpoint_every": 4,
            "sampler": {"type": "skrock", "n_steps": 12, "n_burnin": 2, "thin": 1, "chains": 3, "stages": 3}}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
@@ -192,3 +192,46 @@ def test_cli_two_ranks_equal_cli_one_process(tmp_path):
             np.testing.assert_allclose(b[key], a[key], rtol=1e-10, atol=1e-12, err_msg=key)
     summary = yaml.safe_load((tmp_path / "two" / "summary.json").read_text())
     assert summary["chains"] == 3 and summary["distributed"]["chains_per_rank"] == [2, 1]
+
+
+@pytest.mark.parametrize("name,options", [("diffpir", {"diffusion_steps": 10}), ("dps", {"diffusion_steps": 10}),
+                                          ("pnp-dm", {})])
+def test_diffusion_samplers_take_the_same_path(name, options):
+    """Independent-draw families: each step's fresh sample draws per chain too, so a split run
+    merges to the one-batch run (closed-form Gaussian prior; 4 draws per chain)."""
+    shape = (1, 1, 8, 8)
+    op_problem, _ = _gaussian()
+    prior = GaussianDenoiser.isotropic(torch.full(shape[1:], 0.5, dtype=torch.float64), 0.05, shape[1:])
+    kernel = build_kernel(name, op_problem, prior, **options)
+    whole = _chains(kernel, op_problem, [0, 1, 2], n_steps=4, n_burnin=0)
+    merged = merge_results([_chains(kernel, op_problem, [0], n_steps=4, n_burnin=0),
+                            _chains(kernel, op_problem, [1, 2], n_steps=4, n_burnin=0)])
+    torch.testing.assert_close(merged.stats.mmse(), whole.stats.mmse(), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(merged.stats.std(), whole.stats.std(), rtol=1e-12, atol=1e-14)
+
+
+def test_resume_refuses_the_other_kind_of_checkpoint(tmp_path, capsys):
+    """One line naming the fix, before any work: a distributed folder needs --distributed, a plain
+    one must not have it."""
+    from pnp_imaging.cli import main
+
+    for made, other in (("checkpoint.rank0.pt", []), ("checkpoint.pt", ["--distributed"])):
+        folder = tmp_path / made / "run.partial"
+        folder.mkdir(parents=True)
+        (folder / made).write_bytes(b"")
+        cfg = _tiny_cli_config(tmp_path, "lipdncnn_gray_s5")
+        code = main(["run", str(cfg), "--out", str(folder.parent / "run"), "--quiet", "--resume", *other])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1
+        assert ("resume it with --distributed" if not other else "without --distributed") in err[0]
+
+
+def test_sample_with_a_context_needs_per_chain_streams():
+    """One generator per rank would give every rank the same noise: refused in one line."""
+    from pnp_imaging import sample
+    from pnp_imaging.distributed import DistContext
+
+    problem, prior = _gaussian()
+    with pytest.raises(ValueError, match="per-chain streams"):
+        sample(problem, prior, "pnp-ula", generator=torch.Generator().manual_seed(0), n_steps=10, chains=2,
+               distributed=DistContext())
