@@ -248,3 +248,17 @@ def test_run_all_writes_a_markdown_table_of_every_figure(tmp_path):
     assert "| bench_x | ok | quick | a/b | 0.5 |" in lines
     assert any("nested.c/d | 2 |" in ln for ln in lines) and any("nested.met | True" in ln for ln in lines)
     assert "| bench_y | failed (exit 2) | | | |" in lines
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_smoke(tmp_path):
+    """The GPU check's plumbing on the CPU alone (tiny sizes; about a minute with the demo's --fast)."""
+    from bench import gpu_check
+
+    assert gpu_check.main([str(tmp_path), "--smoke"]) == 0
+    doc = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert doc["mode"] == "smoke" and doc["provenance"]["weights"][0]["model"] == "lipdncnn_gray_s5"
+    cells = doc["throughput"]["cells"]
+    assert [(c["device"], c["chains"]) for c in cells] == [("cpu", 1), ("cpu", 2)]
+    assert all(c["chain_iterations_per_s"] > 0 for c in cells)
+    assert doc["demo"]["exit_code"] == 0 and doc["demo"]["stop"]["reason"] in ("converged", "max_minutes", "n_steps")
