@@ -1,7 +1,7 @@
 """GPU check: chain throughput on GPU and CPU, and the demo's time to a converged answer.
 
-``python -m bench.gpu_check OUT [--budget-s 300] [--demo-budget-s 660] [--finetune-minutes 0]``
-runs unattended on any machine with a CUDA GPU (and, with ``--smoke``, on a CPU alone, tiny
+``python -m bench.gpu_check OUT [--budget-s 120] [--demo-budget-s 660] [--finetune-minutes 0]``
+(at most about 15 minutes with these defaults, model loading included) runs unattended on any machine with a CUDA GPU (and, with ``--smoke``, on a CPU alone, tiny
 sizes, to check the plumbing) and writes ``OUT/gpu_check.json``:
 
 * ``throughput``: chain iterations per second (chains × steps / seconds of ``run_chain``,
@@ -42,7 +42,7 @@ CHAINS = (1, 8, 32)
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__.splitlines()[0])
     ap.add_argument("out", help="output folder (gpu_check.json, logs, the demo's run folder)")
-    ap.add_argument("--budget-s", type=float, default=300.0, help="seconds shared by the throughput cells")
+    ap.add_argument("--budget-s", type=float, default=120.0, help="seconds shared by the throughput cells")
     ap.add_argument("--demo-budget-s", type=float, default=660.0, help="wall-clock limit of the demo run")
     ap.add_argument("--finetune-minutes", type=float, default=0.0,
                     help="minutes of training per *_gpu.yaml recipe (0: skip the fine-tunes)")

@@ -161,13 +161,13 @@ def test_two_rank_resume_continues_each_rank(tmp_path):
     _assert_matches_reference(tmp_path / "merged.npz", _reference(80))
 
 
-def _tiny_cli_config(tmp_path: Path, denoiser: str = "drunet_gray") -> Path:
+def _tiny_cli_config(tmp_path: Path) -> Path:
     from pnp_imaging.imageio import read_image, write_image
 
     write_image(tmp_path / "crop.png", read_image(ROOT / "data" / "cameraman.png")[..., 100:116, 100:116])
     cfg = {"seed": 1, "image": str(tmp_path / "crop.png"), "dtype": "float64", "device": "cpu",
            "operator": {"type": "blur", "kernel": "uniform", "size": 5, "boundary": "circular"},
-           "noise": {"type": "gaussian", "sigma": 0.02}, "prior": {"denoiser": denoiser, "eps": (10 / 255) ** 2},
+           "noise": {"type": "gaussian", "sigma": 0.02}, "prior": {"denoiser": "drunet_gray", "eps": (10 / 255) ** 2},
            "map": {"n_steps": 5}, "checkpoint_every": 4,
            "sampler": {"type": "skrock", "n_steps": 12, "n_burnin": 2, "thin": 1, "chains": 3, "stages": 3}}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
@@ -210,20 +210,22 @@ def test_diffusion_samplers_take_the_same_path(name, options):
     torch.testing.assert_close(merged.stats.std(), whole.stats.std(), rtol=1e-12, atol=1e-14)
 
 
-def test_resume_refuses_the_other_kind_of_checkpoint(tmp_path, capsys):
+def test_resume_refuses_the_other_kind_of_checkpoint(tmp_path):
     """One line naming the fix, before any work: a distributed folder needs --distributed, a plain
-    one must not have it."""
-    from pnp_imaging.cli import main
+    one must not have it (the CLI prints ConfigError's line and exits 2)."""
+    from pnp_imaging.api import _open_folder
+    from pnp_imaging.config import ConfigError
+    from pnp_imaging.distributed import DistContext
 
-    for made, other in (("checkpoint.rank0.pt", []), ("checkpoint.pt", ["--distributed"])):
+    for made, ctx, fix in (("checkpoint.rank0.pt", None, "resume it with --distributed"),
+                           ("checkpoint.pt", DistContext(), "without --distributed")):
         folder = tmp_path / made / "run.partial"
         folder.mkdir(parents=True)
         (folder / made).write_bytes(b"")
-        cfg = _tiny_cli_config(tmp_path, "lipdncnn_gray_s5")
-        code = main(["run", str(cfg), "--out", str(folder.parent / "run"), "--quiet", "--resume", *other])
-        err = capsys.readouterr().err.strip().splitlines()
-        assert code == 2 and len(err) == 1
-        assert ("resume it with --distributed" if not other else "without --distributed") in err[0]
+        with pytest.raises(ConfigError) as exc:
+            _open_folder(folder.parent / "run", True, ctx)
+        assert fix in str(exc.value) and "\n" not in str(exc.value)
+        assert (folder / made).is_file()  # nothing touched
 
 
 def test_sample_with_a_context_needs_per_chain_streams():
