@@ -1,6 +1,7 @@
 """Issue 22 — distributed-merge overhead: 2 gloo ranks against 1 process, same total chains.
 
-Both contenders are the CLI (``pnp-imaging run CONFIG --distributed``, SK-ROCK, the denoiser of
+Both contenders are the CLI (``pnp-imaging run CONFIG --distributed``, ``--sampler`` (default
+SK-ROCK; ``pnp-ula``, one network call per step, gives the largest overhead share), the denoiser of
 ``--denoiser``, checkpoints every ``checkpoint_every`` = 25 steps, no MAP): the **anchor** is one
 process running all chains (a world of one: per-chain streams, nothing to merge), the
 **contender** ``python -m torch.distributed.run --nproc_per_node 2`` with the chains split in two.
@@ -9,8 +10,8 @@ process.
 
 Figures (rank 0's ``summary.json`` timings):
 
-* ``merge_overhead_share`` = (time in the checkpoint barriers + the final gather and merge) /
-  the sampling loop's wall time of the 2-rank run — the cost of being distributed (target
+* ``merge_overhead_share`` = (time in the checkpoint barriers + the final barrier, gather and
+  merge) / the sampling loop's wall time of the 2-rank run (rank 0's figures) — the cost of being distributed (target
   ≤ 5 % at 256² with checkpoints every 25 steps). The barrier time includes waiting for the slower
   rank, i.e. load imbalance.
 * ``loop_wall_2ranks/1process``: the sampling loop's wall time, 2 ranks over 1 process (0.5 is
@@ -55,6 +56,7 @@ def build_parser():
                            "n_steps": "SK-ROCK steps (default 100)", "every": "checkpoint every (default 25)",
                            "repeats": "runs per contender (default 2)"})
     ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    ap.add_argument("--sampler", default="skrock", help="sampler family (default skrock)")
     return ap
 
 
@@ -66,7 +68,8 @@ def _config(args, s: dict, folder: Path) -> Path:
            "operator": {"type": "blur", "kernel": "uniform", "size": 9, "boundary": "circular"},
            "noise": {"type": "gaussian", "sigma": C.SIGMA_Y}, "prior": {"denoiser": args.denoiser},
            "map": {"enabled": False}, "checkpoint_every": s["every"],
-           "sampler": {"type": "skrock", "n_steps": s["n_steps"], "n_burnin": s["n_steps"] // 5, "chains": s["chains"]}}
+           "sampler": {"type": args.sampler, "n_steps": s["n_steps"], "n_burnin": s["n_steps"] // 5,
+                       "chains": s["chains"]}}
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -129,9 +132,10 @@ def main(argv=None) -> int:
         runs = measure(args, s, Path(tmp))
     r = ratios(runs, at_target=s["size"] >= 256 and s["every"] == 25)
     raw = {k: [{kk: vv for kk, vv in run.items() if kk != "mmse"} for run in v] for k, v in runs.items()}
-    notes = (f"{s['size']}^2 gray, {s['chains']} chains, {s['n_steps']} SK-ROCK steps, checkpoint every "
+    notes = (f"{s['size']}^2 gray, {s['chains']} chains, {s['n_steps']} {args.sampler} steps, checkpoint every "
              f"{s['every']}, {args.threads} thread(s) per process, {os.cpu_count()} logical CPUs")
-    path = C.write_result(NAME, args, config={**s, "dtype": args.dtype}, denoiser=den, raw=raw, ratios=r, notes=notes,
+    config = {**s, "dtype": args.dtype, "sampler": args.sampler}
+    path = C.write_result(NAME, args, config=config, denoiser=den, raw=raw, ratios=r, notes=notes,
                           machine_start=machine)
     C.log(f"{NAME}: overhead share {r['merge_overhead_share']:.3f}, loop ratio {r['loop_wall_2ranks/1process']:.2f} "
           f"-> {path}")

@@ -17,7 +17,8 @@ sizes, to check the plumbing) and writes ``OUT/gpu_check.json``:
 * ``finetune`` (only with ``--finetune-minutes M > 0``): the zoo's GPU fine-tune recipes
   (``denoisers_zoo/recipes/*_gpu.yaml``), one after the other, ``M`` minutes of training each
   (``python -m denoisers_zoo.train RECIPE --device cuda --max-wall-minutes M``), their exit codes
-  and log paths; the trained weights stay in ``training_scratch/<recipe>/``.
+  and log paths; the trained weights stay in ``training_scratch/<recipe>/``. Each recipe starts
+  from the ``init_from`` weights its header names, which must be in ``training_scratch/``.
 
 Jobs run one after another (processes sharing one GPU time-slice it, which slows small
 latency-bound jobs such as a chain calling a network thousands of times). The JSON is rewritten

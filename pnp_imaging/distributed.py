@@ -231,8 +231,8 @@ def gather_result(result, ctx: DistContext):
         return dataclasses.replace(result, timings={**result.timings, "merge_s": 0.0})
     import torch.distributed as dist
 
+    t0 = time.perf_counter()  # merge_s includes the wait for the last rank to finish its loop
     ctx.barrier("final merge")
-    t0 = time.perf_counter()
     parts = [None] * ctx.world_size if ctx.is_main else None
     try:
         dist.gather_object(_payload(result), parts, dst=0)
