@@ -30,9 +30,10 @@ Unless ``--no-readme`` (implied by ``--smoke`` or a non-default ``--out``), the 
 between ``<!-- demo-table:start -->`` and ``<!-- demo-table:end -->`` is rewritten from that JSON;
 ``--table-only`` does just that.
 
-Slow: the demo budget is 300 MAP + 300 SK-ROCK steps x 2 chains per run; measured with one torch
-thread on 2 CPU cores shared with a training job: 21-27 minutes per 256x256 gray run, 6-7 minutes
-per 128x128 colour run, so all 12 runs take about 4 hours (``--quick``: own images only, half).
+Slow: each run is its config's budget: 300 MAP steps, then the Gaussian demos sample with
+``type: auto`` (the likelihood-exact kinetic sampler) until the diagnostics pass (ESS >= 100,
+R-hat <= 1.01) or ``n_steps``; Poisson keeps 300 SK-ROCK steps x 2 chains. The measured wall time
+of each row is in ``bench/results/bench_demos.json`` (``--quick``: own images only, half the runs).
 ``tests/test_demo_quality.py`` asserts the same criteria.
 """
 from __future__ import annotations
@@ -272,6 +273,7 @@ def run_one(config: str, image: str, budget: str = "demo", *, progress: bool = F
         denoiser=s.get("denoiser"),
         mismatch_denoiser=(cfg.get("mismatch") or {}).get("denoiser"),
         mismatch=s.get("mismatch"),
+        sampler_used=s.get("sampler"), stop=s.get("stop"),
         provenance=row_provenance([s.get("denoiser"), (cfg.get("mismatch") or {}).get("denoiser")], git),
     )
     if out_dir is not None:
@@ -343,7 +345,7 @@ def render_table(doc: Mapping) -> str:
         img = f"{r['image']} (`{img}`)"
         budget = r.get("budget", "?")
         if r.get("sampler") and budget == "demo":
-            budget = f"{r.get('map_steps')}+{r['sampler'].get('n_steps')}×{r['sampler'].get('chains')}"
+            budget = _budget_cell(r)
         frac = r.get("out_of_range_fraction")
         if r.get("status") == "error":
             verdict = f"**FAIL** ({r.get('error', 'error')})"
@@ -370,8 +372,21 @@ def render_table(doc: Mapping) -> str:
     lines += ["", f"Measured {', '.join(dates) or '–'} at commit {', '.join(commits) or '–'}"
               f"{' (tree with uncommitted changes)' if dirty else ''}, torch threads {', '.join(threads) or '–'}, "
               "on the machine recorded in `bench/results/bench_demos.json`; PSNR in dB, budget = MAP steps + "
-              "SK-ROCK steps × chains."]
+              "sampler iterations × chains, the sampler that ran and, for configs that run until converged "
+              "(`until`), whether they stopped converged or at `n_steps`."]
     return "\n".join(lines)
+
+
+def _budget_cell(row: Mapping) -> str:
+    """``MAP steps + sampler iterations × chains`` as run, with the sampler that ran (the resolved
+    name of ``type: auto``) and, for a run-until-converged config, why it stopped."""
+    s = row["sampler"]
+    stop = row.get("stop") or {}
+    steps = stop.get("iterations") or s.get("n_steps")
+    cell = f"{row.get('map_steps')}+{steps}×{s.get('chains')} {row.get('sampler_used') or s.get('type')}"
+    if stop.get("until"):
+        cell += f" ({stop.get('reason')})"
+    return cell
 
 
 def update_readme(doc: Mapping, readme: Path = README) -> bool:

@@ -117,7 +117,8 @@ def _main(argv: list[str] | None) -> int:
         os.sched_setaffinity(0, affinity)
     setup(args)
     machine = machine_info()
-    names = args.models.split(",") if args.models else [n for n in zoo.available() if n != "bm3d"]
+    photo = lambda n: zoo.read_manifest()["models"][n].get("data_source", "skimage.data") == "skimage.data"  # noqa: E731
+    names = args.models.split(",") if args.models else [n for n in zoo.available() if n != "bm3d" and photo(n)]
     crop = 64 if args.smoke else (256 if args.quick else None)
     bm3d = zoo.load("bm3d")
     results, missing = {}, []

@@ -7,7 +7,8 @@ All share one interface ``D(x, sigma)`` (``denoisers_zoo.base.Denoiser``): x ``[
 * ``load(name, *, device="cpu")`` — local weights only (never the network), sha256-checked
   against ``denoisers_zoo/weights/manifest.json``, read with ``torch.load(..., weights_only=True)``.
 * ``denoisers_zoo.exact`` — ``GaussianDenoiser``, ``GMMDenoiser`` (closed-form MMSE denoisers).
-* ``denoisers_zoo.lipschitz.residual_lipschitz`` — power iteration on the residual's Jacobian.
+* ``denoisers_zoo.lipschitz.residual_lipschitz`` — power iteration on the residual's Jacobian
+  (``jacobian_spectral_norm``: the same for any batched map, e.g. a generator).
 """
 from __future__ import annotations
 

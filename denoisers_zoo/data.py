@@ -1,4 +1,5 @@
-"""Training / evaluation images bundled with scikit-image (no network), and a patch sampler."""
+"""Training / evaluation images bundled with scikit-image (no network), and a patch sampler;
+scikit-learn's 8x8 digits with a fixed seeded train/test split, and a whole-image sampler."""
 from __future__ import annotations
 
 import math
@@ -7,7 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["load_skimage", "PatchSampler", "sqrt_area_weights", "HELD_OUT_ALWAYS", "load_camera"]
+__all__ = ["load_skimage", "PatchSampler", "sqrt_area_weights", "HELD_OUT_ALWAYS", "load_camera",
+           "load_digits_split", "DigitsSampler", "DIGITS_SPLITS"]
 
 #: Never used for training, whatever the recipe says.
 HELD_OUT_ALWAYS = ("camera",)
@@ -146,3 +148,46 @@ class PatchSampler:
             crop = torch.rot90(crop, k % 4, dims=(-2, -1))
             out.append(crop)
         return torch.stack(out).contiguous()
+
+
+#: splits of :func:`load_digits_split`
+DIGITS_SPLITS = ("train", "test", "all")
+
+
+def load_digits_split(split: str = "train", *, seed: int = 0, test_fraction: float = 0.2):
+    """scikit-learn's digits (1797 images of 8x8 pixels, 10 classes; bundled, no network) as
+    ``(images [n, 1, 8, 8] float32 in [0, 1], labels [n] int64)``; pixel values (0..16) / 16.
+
+    The split is a fixed permutation drawn by ``numpy.random.default_rng(seed)``: its first
+    ``round(test_fraction * 1797)`` indices (359 for the default 0.2) are the test split, the rest
+    (1438) the train split, each kept in the original order; ``"all"`` is the whole set in order.
+    """
+    if split not in DIGITS_SPLITS:
+        raise ValueError(f"digits split: {split!r} is not one of {DIGITS_SPLITS}; use 'train', 'test' or 'all'")
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise ValueError(f"digits test_fraction: must be in (0, 1), got {test_fraction}")
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.from_numpy((bunch.images / 16.0).astype(np.float32))[:, None]
+    labels = torch.from_numpy(bunch.target.astype(np.int64))
+    if split == "all":
+        return images, labels
+    n = images.shape[0]
+    perm = np.random.default_rng(int(seed)).permutation(n)
+    n_test = int(round(float(test_fraction) * n))
+    idx = np.sort(perm[:n_test] if split == "test" else perm[n_test:])
+    return images[idx].contiguous(), labels[idx].contiguous()
+
+
+class DigitsSampler:
+    """Whole 8x8 digit images drawn uniformly with replacement (no flips: digits are not
+    mirror-symmetric); the training-side counterpart of :class:`PatchSampler` for the
+    recipe key ``data.source: sklearn.digits``. All randomness comes from the given generator."""
+
+    def __init__(self, split: str = "train", *, seed: int = 0):
+        self.images, _ = load_digits_split(split, seed=seed)
+
+    def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(0, self.images.shape[0], (int(batch),), generator=generator)
+        return self.images[idx].contiguous()

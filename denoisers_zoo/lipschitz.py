@@ -1,4 +1,6 @@
-r"""Lipschitz constant of the residual ``R(x) = x - D(x, sigma)`` by power iteration on the Jacobian.
+r"""Lipschitz constants by power iteration on the Jacobian: any batched map
+(:func:`jacobian_spectral_norm`, used for generators and denoisers) and the residual
+``R(x) = x - D(x, sigma)`` of a denoiser (:func:`residual_lipschitz`, the zoo cards' figure).
 
 At a point ``x`` the local Lipschitz constant is the spectral norm of the Jacobian :math:`J_R(x)`;
 power iteration on :math:`J^\top J` (``jvp`` then ``vjp``) converges to it from below. The maximum
@@ -11,7 +13,58 @@ import math
 
 import torch
 
-__all__ = ["residual_lipschitz", "conv_norm_bound", "certified_residual_bound"]
+__all__ = ["jacobian_spectral_norm", "residual_lipschitz", "conv_norm_bound", "certified_residual_bound"]
+
+
+def jacobian_spectral_norm(
+    fn,
+    x: torch.Tensor,
+    *,
+    n_iter: int = 30,
+    generator: torch.Generator | None = None,
+    reduce: str = "max",
+) -> float | torch.Tensor:
+    r"""Spectral norm :math:`\|J_{fn}(x_b)\|_2` at each point ``x_b`` of a batch, by power iteration.
+
+    Iterates :math:`v \leftarrow J^\top J v / \|J^\top J v\|` (``torch.func.jvp`` then ``vjp``) and
+    reports :math:`\|J v\|`, which increases to the top singular value from below. ``fn`` must act on
+    each batch item separately (output item ``b`` depends on input item ``b`` only) so that the
+    Jacobian is block-diagonal over the batch; input and output shapes may differ (a generator
+    ``[B, k] -> [B, C, H, W]``). The maximum over points is a lower bound of the global
+    Lipschitz constant of ``fn``.
+
+    :param fn: differentiable map ``[B, ...] -> [B, ...]``.
+    :param x: ``[B, ...]`` points.
+    :param n_iter: power iterations (keyword-only int >= 1).
+    :param generator: ``torch.Generator`` for the random start.
+    :param reduce: ``"max"`` (float, max over the batch) or ``"none"`` (``[B]`` tensor).
+
+    >>> import torch
+    >>> W = torch.tensor([[3.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    >>> round(jacobian_spectral_norm(lambda z: z @ W.T, torch.ones(2, 2), n_iter=20), 6)
+    3.0
+    """
+    if not isinstance(n_iter, int) or isinstance(n_iter, bool) or n_iter < 1:
+        raise ValueError(f"n_iter: must be an int >= 1, got {n_iter!r}")
+    if reduce not in ("max", "none"):
+        raise ValueError(f"reduce: must be 'max' or 'none', got {reduce!r}")
+    x = x.detach()
+    b = x.shape[0]
+
+    def normalize(t):
+        n = t.reshape(b, -1).norm(dim=1).clamp_min(1e-30)
+        return t / n.view(b, *([1] * (t.ndim - 1)))
+
+    v = normalize(torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device))
+    est = torch.zeros(b, dtype=x.dtype)
+    with torch.enable_grad():
+        _, vjp_fn = torch.func.vjp(fn, x)
+        for _ in range(n_iter):
+            _, jv = torch.func.jvp(fn, (x,), (v,))  # J v (block-diagonal over the batch)
+            (jtjv,) = vjp_fn(jv)  # J^T J v
+            est = jv.reshape(b, -1).norm(dim=1).detach().cpu()
+            v = normalize(jtjv.detach())
+    return float(est.max()) if reduce == "max" else est
 
 
 def residual_lipschitz(
@@ -23,7 +76,8 @@ def residual_lipschitz(
     generator: torch.Generator | None = None,
     reduce: str = "max",
 ) -> float | torch.Tensor:
-    """Spectral norm of the Jacobian of ``x -> x - denoiser(x, sigma)`` at each image of ``x``.
+    """Spectral norm of the Jacobian of ``x -> x - denoiser(x, sigma)`` at each image of ``x``
+    (:func:`jacobian_spectral_norm` applied to the residual).
 
     :param denoiser: any zoo ``Denoiser`` (differentiable in x).
     :param x: ``[B, C, H, W]`` points (e.g. noisy images).
@@ -41,32 +95,11 @@ def residual_lipschitz(
     >>> D.residual_lipschitz(0.5)  # exact: sigma^2 / (lambda_min + sigma^2)
     0.5
     """
-    if not isinstance(n_iter, int) or isinstance(n_iter, bool) or n_iter < 1:
-        raise ValueError(f"n_iter: must be an int >= 1, got {n_iter!r}")
-    if reduce not in ("max", "none"):
-        raise ValueError(f"reduce: must be 'max' or 'none', got {reduce!r}")
-    x = x.detach()
-    b = x.shape[0]
 
-    def res(z):
+    def residual(z):
         return z - denoiser(z, sigma)
 
-    v = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-
-    def normalize(t):
-        n = t.reshape(b, -1).norm(dim=1).clamp_min(1e-30)
-        return t / n.view(b, *([1] * (t.ndim - 1))), n
-
-    v, _ = normalize(v)
-    est = torch.zeros(b, dtype=x.dtype)
-    with torch.enable_grad():
-        _, vjp_fn = torch.func.vjp(res, x)
-        for _ in range(n_iter):
-            _, jv = torch.func.jvp(res, (x,), (v,))  # J v (block-diagonal over the batch)
-            (jtjv,) = vjp_fn(jv)  # J^T J v
-            est = jv.reshape(b, -1).norm(dim=1).detach().cpu()
-            v, _ = normalize(jtjv.detach())
-    return float(est.max()) if reduce == "max" else est
+    return jacobian_spectral_norm(residual, x, n_iter=n_iter, generator=generator, reduce=reduce)
 
 
 def conv_norm_bound(weight: torch.Tensor, grid: int = 128) -> tuple[float, float]:

@@ -5,7 +5,8 @@ Usage::
     python -m denoisers_zoo.train denoisers_zoo/recipes/drunet_gray.yaml [--out DIR] [--resume] [--install]
 
 The recipe describes the whole run: ``name``, ``arch``, ``data`` (skimage.data images listed
-explicitly, ``held_out``, ``channels``, ``patch``), ``sigma`` (distribution on the [0,1] scale),
+explicitly, ``held_out``, ``channels``, ``patch``; or ``source: sklearn.digits`` with ``split`` and
+``split_seed``: whole 8x8 digit images, ``denoisers_zoo.data.load_digits_split``), ``sigma`` (distribution on the [0,1] scale),
 ``loss``, ``optim`` (Adam, cosine lr schedule), ``steps``, ``batch``, ``seed``, ``threads``,
 ``max_wall_minutes``, ``checkpoint_every``, ``sigma_range``, ``device`` (``cpu`` default, or
 ``cuda``; ``--device`` overrides it); optionally ``init_from``
@@ -69,6 +70,8 @@ __all__ = ["main", "train", "load_recipe", "sha256_file", "write_manifest", "ins
 ROOT = Path(__file__).resolve().parent
 WEIGHTS_DIR = ROOT / "weights"
 REQUIRED = ("name", "arch", "data", "sigma", "optim", "steps", "batch", "seed")
+#: ``data.source``: patches of named skimage.data photos, or whole 8x8 images of scikit-learn's digits
+DATA_SOURCES = ("skimage.data", "sklearn.digits")
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -90,7 +93,10 @@ def load_recipe(path: str | os.PathLike) -> dict:
     missing = [k for k in REQUIRED if k not in r]
     if missing:
         raise ValueError(f"recipe {p.name}: missing key(s) {missing}; see denoisers_zoo/recipes/drunet_gray.yaml")
-    train_names = list(r["data"]["train"])
+    source = r["data"].setdefault("source", "skimage.data")
+    if source not in DATA_SOURCES:
+        raise ValueError(f"recipe {p.name}: data.source {source!r} is not one of {DATA_SOURCES}")
+    train_names = list(r["data"].setdefault("train", []))
     held = set(r["data"].get("held_out", [])) | {"camera"}
     leak = sorted(held & set(train_names))
     if leak:
@@ -126,8 +132,14 @@ def _dead_leaves_images(cfg: dict, channels: int) -> list[torch.Tensor]:
 
 
 def _training_sampler(data: dict, channels: int):
-    """Patch sampler over the recipe's ``data.train`` images, plus ``data.dead_leaves`` if set."""
-    from denoisers_zoo.data import PatchSampler, load_skimage, sqrt_area_weights
+    """Patch sampler over the recipe's ``data.train`` images, plus ``data.dead_leaves`` if set; for
+    ``data.source: sklearn.digits``, whole digit images of the ``data.split`` split (``data.split_seed``)."""
+    from denoisers_zoo.data import DigitsSampler, PatchSampler, load_skimage, sqrt_area_weights
+
+    if data.get("source") == "sklearn.digits":
+        if channels != 1:
+            raise ValueError(f"data.source sklearn.digits: the digits are gray; set arch.channels to 1, not {channels}")
+        return DigitsSampler(str(data.get("split", "train")), seed=int(data.get("split_seed", 0)))
 
     images = [load_skimage(n, channels) for n in data["train"]]
     weights = sqrt_area_weights(images)
@@ -547,6 +559,7 @@ def install(recipe: dict, out: str | os.PathLike, *, weights_dir: Path = WEIGHTS
         "blind": bool(recipe.get("blind", False)),
         "lipschitz": old.get("lipschitz") if old.get("sha256") == info["sha256"] else None,
         "recipe": recipe_rel,
+        **({"data_source": recipe["data"]["source"]} if recipe["data"].get("source", "skimage.data") != "skimage.data" else {}),
         "train": {k: info[k] for k in ("steps_done", "steps_planned", "stopped_by", "train_wall_minutes",
                                          "final_train_psnr_ema", "threads", "hardware", "parameters")}
                   | {"device": info.get("device", "cpu")},

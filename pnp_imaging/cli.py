@@ -1,6 +1,7 @@
 """``pnp-imaging`` command line (also ``python -m pnp_imaging``).
 
-Subcommands: ``run``, ``demo``, ``simulate``, ``report``, ``zoo list|card|train``.
+Subcommands: ``run``, ``demo``, ``simulate``, ``report``, ``zoo list|card|train``, ``analyze ...``
+(:mod:`pnp_imaging.analyses.cli`), ``dmmd train|sample|evaluate`` (:mod:`pnp_imaging.dmmd.cli`).
 Configuration problems exit with code 2 and one line on stderr naming the key and the fix.
 """
 from __future__ import annotations
@@ -62,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     q = zsub.add_parser("train", help="train a denoiser from a YAML recipe (resumable)")
     q.add_argument("recipe")
     q.add_argument("rest", nargs=argparse.REMAINDER, help="extra arguments for denoisers_zoo.train")
+    from pnp_imaging.analyses.cli import add_analyze_parser
+
+    add_analyze_parser(sub)
+    from pnp_imaging.dmmd.cli import add_parser as add_dmmd_parser
+
+    add_dmmd_parser(sub)
     return parser
 
 
@@ -148,6 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "zoo":
         return _cmd_zoo(args)
+    if args.command == "analyze":
+        from pnp_imaging.analyses.cli import run_analyze
+
+        return run_analyze(args)
+    if args.command == "dmmd":
+        from pnp_imaging.dmmd.cli import run as run_dmmd
+
+        return run_dmmd(args)
     return _error(f"unknown command {args.command}")  # pragma: no cover (argparse rejects it)
 
 

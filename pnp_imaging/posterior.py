@@ -3,7 +3,7 @@ savable to and loadable from a folder.
 
 Folder layout (:meth:`Posterior.save`)::
 
-    estimates.npz   mmse, std, lower, upper, multiscale_std_<k>[, map][, y][, x_true]
+    estimates.npz   mmse, std, lower, upper, multiscale_std_<k>[, map][, samples][, y][, x_true]
     traces.npz      names, values (chain, iteration, quantity)
     summary.json    the summary (settings, ESS/R̂/MCSE per traced quantity, warnings, metrics)
 """
@@ -34,7 +34,9 @@ class Posterior:
     equal-tailed credible interval at ``summary["credible_level"]``; ``multiscale_std``:
     ``{k: std of k×k block means}``; ``map``: the MAP when one was computed; ``diagnostics``:
     ``{quantity: {ess_bulk, ess_tail, rhat, mcse_mean, ..., verdict}}`` per traced quantity;
-    ``traces``: ``{quantity: (chain, iteration)}`` arrays; ``summary``: JSON-able settings,
+    ``traces``: ``{quantity: (chain, iteration)}`` arrays; ``samples``: ``[n, C, H, W]`` posterior
+    draws, the last state of the first ``n`` chains (independent samples for the diffusion
+    samplers), for the report's grid; ``summary``: JSON-able settings,
     figures and warnings; ``config``: the resolved run config when run from one.
     """
 
@@ -47,6 +49,7 @@ class Posterior:
     summary: dict[str, Any]
     traces: dict[str, np.ndarray] = field(default_factory=dict)
     map: torch.Tensor | None = None
+    samples: torch.Tensor | None = None
     config: dict[str, Any] | None = None
     out_dir: str | None = None
 
@@ -73,6 +76,8 @@ class Posterior:
         out = {"mmse": self.mmse, "std": self.std, "lower": self.lower, "upper": self.upper}
         if self.map is not None:
             out["map"] = self.map
+        if self.samples is not None:
+            out["samples"] = self.samples
         out.update({f"multiscale_std_{k}": v for k, v in self.multiscale_std.items()})
         return {k: v.detach().double().cpu().numpy() for k, v in out.items()}
 
@@ -109,4 +114,5 @@ class Posterior:
                 traces = {str(n): data["values"][..., i] for i, n in enumerate(data["names"])}
         scales = {int(k.rsplit("_", 1)[1]): v for k, v in t.items() if k.startswith("multiscale_std_")}
         return cls(mmse=t["mmse"], std=t["std"], lower=t["lower"], upper=t["upper"], multiscale_std=scales,
-                   diagnostics=diagnostics, summary=summary, traces=traces, map=t.get("map"), out_dir=str(folder))
+                   diagnostics=diagnostics, summary=summary, traces=traces, map=t.get("map"), samples=t.get("samples"),
+                   out_dir=str(folder))

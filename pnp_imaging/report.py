@@ -27,6 +27,8 @@ FIGURES = {
     "error_vs_std.png": "Absolute error of the MMSE against posterior std (when truth is known).",
     "map_minus_mmse.png": "MAP − MMSE difference map.",
     "traces.png": "Scalar traces (every iteration, all chains) and their autocorrelation.",
+    "samples.png": "Posterior draws: the last state of the first chains (for the diffusion samplers, "
+                   "independent samples unless particle guidance couples them).",
 }
 
 
@@ -118,8 +120,9 @@ def _images_figure(res: dict):
 def _uncertainty_figure(res: dict):
     """Per-pixel posterior std and credible-interval width."""
     est = res["estimates"]
-    panels = [("posterior std", _gray(est["std"])),
-              (f"{_level_percent(res)}% interval width", _gray(est["upper"] - est["lower"]))]
+    width = (f"{_level_percent(res)}% interval width" if not res["summary"].get("guidance")
+             else "spread of guided draws (not a credible interval)")
+    panels = [("posterior std", _gray(est["std"])), (width, _gray(est["upper"] - est["lower"]))]
     fig, axes = _grid(1, 2, (7.5, 3.4))
     for ax, (title, img) in zip(axes.flat, panels):
         _image_panel(fig, ax, img, title, cmap="magma")
@@ -208,6 +211,22 @@ def _traces_figure(res: dict):
 
 
 #: figure file name -> function of the loaded results returning a figure, or None when the
+def _samples_figure(res: dict):
+    """A grid of the saved posterior draws (``estimates.npz`` ``samples``), four per row."""
+    draws = res["estimates"].get("samples")
+    if draws is None or len(draws) == 0:
+        return None
+    ncols = min(4, len(draws))
+    nrows = -(-len(draws) // ncols)
+    fig, axes = _grid(nrows, ncols, (2.3 * ncols, 2.4 * nrows))
+    for i, ax in enumerate(axes.flat):
+        if i < len(draws):
+            _image_panel(fig, ax, _show(draws[i][None]), f"draw {i + 1}", colorbar=False, cmap="gray", vmin=0, vmax=1)
+        else:
+            ax.axis("off")
+    return fig
+
+
 #: run lacks what the figure needs. Same keys, same order as :data:`FIGURES`.
 _FIGURE_MAKERS = {
     "images.png": _images_figure,
@@ -216,6 +235,7 @@ _FIGURE_MAKERS = {
     "error_vs_std.png": _error_vs_std_figure,
     "map_minus_mmse.png": _map_minus_mmse_figure,
     "traces.png": _traces_figure,
+    "samples.png": _samples_figure,
 }
 
 
@@ -315,6 +335,24 @@ def _verdict_section(s: dict) -> list[str]:
     return parts + ["</ul></details>"]
 
 
+def _draws_section(s: dict) -> list[str]:
+    """How independent the draws are: their diversity and, under particle guidance, the statement
+    that guided draws are not i.i.d. posterior samples (so no intervals or coverage from them)."""
+    diversity, guidance = s.get("sample_diversity"), s.get("guidance") or 0.0
+    if diversity is None and not guidance:
+        return []
+    parts = ["<h2>Draws</h2>"]
+    if diversity is not None:
+        parts.append(f"<p>Sample diversity (mean RMS distance between the last states of two chains): "
+                     f"{_fmt(diversity)}.</p>")
+    if guidance:
+        parts.append(f"<div class='warn'>Particle guidance (weight c = {_fmt(guidance)}) pushes the draws of a "
+                     "batch apart to cover more modes: they are <b>not i.i.d. posterior draws</b>. Their mean is "
+                     "reported, but their spread is no credible interval, so no coverage is computed from them. "
+                     "Compare the diversity above with an unguided run (guidance 0) to see the gain.</div>")
+    return parts
+
+
 def _table(title: str, rows, header=("quantity", "value")) -> list[str]:
     """An HTML table section: ``rows`` are tuples of already formatted cells."""
     head = "".join(f"<th>{h}</th>" for h in header)
@@ -322,7 +360,8 @@ def _table(title: str, rows, header=("quantity", "value")) -> list[str]:
     return [f"<h2>{title}</h2><table><tr>{head}</tr>", *body, "</table>"] if body else []
 
 
-_METRICS = ("psnr_y", "psnr_map", "psnr_mmse", "ssim_map", "ssim_mmse", "coverage", "ess_min", "rhat_max", "mcse_mmse_max")
+_METRICS = ("psnr_y", "psnr_map", "psnr_mmse", "ssim_map", "ssim_mmse", "coverage", "ess_min", "rhat_max",
+            "mcse_mmse_rms", "mcse_mmse_p99", "mcse_mmse_max")
 _METADATA = ("seed", "versions", "timings", "started", "n_steps", "n_burnin", "thin", "map")
 
 
@@ -410,7 +449,7 @@ def render_report(run_dir: str | Path, *, regenerate_figures: bool = True) -> Pa
     diag = s.get("diagnostics") or {}
     parts = _header(s) + _verdict_section(s)
     parts += _table("Figures of merit", [(k, _fmt(s[k])) for k in _METRICS if s.get(k) is not None])
-    parts += _figures_section(run_dir)
+    parts += _figures_section(run_dir) + _draws_section(s)
     parts += _table("Convergence diagnostics",
                     [(html.escape(n), _fmt(d.get("ess_bulk")), _fmt(d.get("ess_tail")), _fmt(d.get("rhat")),
                       html.escape(d.get("verdict", ""))) for n, d in diag.items()],

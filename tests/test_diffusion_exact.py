@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import one_line
 import torch
 
 import pnp_imaging
@@ -230,7 +231,7 @@ def _pnpdm_run(means, y, *, chains, n_steps, n_burnin, seed=0, **opts):
     out = []
     post = pnp_imaging.sample(problem(y), prior_gmm(means), "pnp-dm", n_steps=n_steps, n_burnin=n_burnin, chains=chains,
                               generator=torch.Generator().manual_seed(seed), x0=torch.zeros(1, 1, 1, 2, dtype=torch.float64),
-                              on_sample=lambda i, s: out.append(s.x.clone()), max_nll_rise=None, **opts)
+                              on_sample=lambda i, s: out.append(s.x.clone()), **opts)
     x = torch.stack(out, 1).flatten(2)  # [chain, draw, 2]
     return post, x, [float(ess(x[:, :, i].numpy())) for i in range(2)]
 
@@ -256,8 +257,14 @@ def test_pnpdm_rhat_flags_well_separated_modes_it_cannot_cross():
     in: the mode weights are then set by the annealing and known only to the chain-level MC error
     (√(p(1 − p)/chains)), and R-hat says the chains disagree (> 1.1)."""
     chains = 64
-    post, x, _ = _pnpdm_run(MEANS, Y, chains=chains, n_steps=60, n_burnin=40, rho_min=0.05)
+    post, x, _ = _pnpdm_run(MEANS, Y, chains=chains, n_steps=64, n_burnin=44, rho_min=0.05)
     right = (x[:, :, 0] > 0.5).double().mean(1)  # per chain
     assert float(((right > 0) & (right < 1)).double().mean()) < 0.1  # (almost) no chain crosses
     assert abs(float(right.mean()) - 0.841) < 4 * math.sqrt(0.841 * 0.159 / chains)
     assert post.summary["rhat_max"] > 1.1
+
+
+def test_pnpdm_refuses_a_burn_in_shorter_than_its_annealing():
+    with pytest.raises(ValueError) as e:
+        _pnpdm_run(MEANS, Y, chains=2, n_steps=60, n_burnin=40, rho_min=0.05)
+    assert "n_burnin >= 44" in one_line(e)

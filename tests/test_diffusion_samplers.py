@@ -165,3 +165,38 @@ def pnp_imaging_data():
     from conftest import DATA
 
     return DATA
+
+
+# ----------------------------------------------------------------------------- draws in the report
+def _report_text(post, problem, tmp_path):
+    from pnp_imaging.api import _write_outputs
+
+    _write_outputs(tmp_path, post, problem)
+    return (tmp_path / "report.html").read_text()
+
+
+def test_draws_are_saved_and_shown_with_their_diversity(tmp_path):
+    """The last state of each chain is kept for the report's grid; the diversity is the mean
+    pairwise RMS distance between those states, computed here independently."""
+    prob = blur_problem()
+    seen = []
+    post = pnp_imaging.sample(prob, gaussian_prior(), "diffpir", n_steps=2, chains=4, diffusion_steps=10,
+                              generator=torch.Generator().manual_seed(0), on_sample=lambda i, s: seen.append(s.x.clone()))
+    last = seen[-1].double().flatten(1)
+    pairs = [((last[i] - last[j]).square().mean().sqrt()) for i in range(4) for j in range(4) if i != j]
+    s = post.summary
+    assert s["sample_diversity"] == pytest.approx(float(torch.stack(pairs).mean()), rel=1e-9)
+    assert s["guidance"] == 0.0 and s["coverage"] is not None
+    assert post.samples.shape == (4, *SHAPE[1:]) and torch.allclose(post.samples, seen[-1].double())
+    html = _report_text(post, prob, tmp_path)
+    assert (tmp_path / "samples.png").is_file() and "Sample diversity" in html and "not i.i.d." not in html
+    assert pnp_imaging.Posterior.load(tmp_path).samples.shape == (4, *SHAPE[1:])
+
+
+def test_guided_draws_give_no_coverage_and_the_report_says_they_are_not_iid(tmp_path):
+    prob = blur_problem()
+    post = pnp_imaging.sample(prob, gaussian_prior(), "diffpir", n_steps=2, chains=4, diffusion_steps=10,
+                              generator=torch.Generator().manual_seed(0), guidance=100.0)
+    assert post.summary["guidance"] == 100.0 and post.summary["coverage"] is None
+    html = _report_text(post, prob, tmp_path)
+    assert "not i.i.d. posterior draws" in html and "no coverage" in html

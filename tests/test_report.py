@@ -12,7 +12,8 @@ import pytest
 from pnp_imaging import report
 
 
-def _results_folder(path: Path, *, truth: bool = True, map_: bool = True, scales=(1, 2, 4, 8)) -> Path:
+def _results_folder(path: Path, *, truth: bool = True, map_: bool = True, scales=(1, 2, 4, 8),
+                    samples: bool = True) -> Path:
     """The files :func:`pnp_imaging.api.run` writes that the report reads, with small arrays whose
     value ranges give long tick labels (0.0150, 0.0025, ...), the case that used to overlap."""
     rng = np.random.default_rng(0)
@@ -25,6 +26,8 @@ def _results_folder(path: Path, *, truth: bool = True, map_: bool = True, scales
         est["x_true"] = x
     if map_:
         est["map"] = x + rng.normal(0, 0.03, shape)
+    if samples:  # 3 draws: a grid row with one empty cell
+        est["samples"] = x[None] + rng.normal(0, 0.05, (3, *shape))
     for k in scales:
         est[f"multiscale_std_{k}"] = rng.uniform(0.002, 0.002 + 0.014 / k, (1, 32 // k, 32 // k))
     path.mkdir(parents=True)
@@ -71,7 +74,7 @@ def test_write_figures_writes_every_figure_in_report_order(tmp_path):
 
 
 def test_figures_that_need_truth_or_map_are_left_out_without_them(tmp_path):
-    run = _results_folder(tmp_path / "run", truth=False, map_=False, scales=())
+    run = _results_folder(tmp_path / "run", truth=False, map_=False, scales=(), samples=False)
     assert report.write_figures(run) == ["images.png", "uncertainty.png", "traces.png"]
     html = report.render_report(run).read_text()
     assert html.count("<img ") == 3

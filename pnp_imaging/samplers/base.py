@@ -150,7 +150,8 @@ def _fix_hint(kernel) -> str:
             f"actually used (its residual may not be {getattr(prior, 'residual_lipschitz', None)}-Lipschitz there; "
             f"prior score Lipschitz alpha*L/eps with eps={getattr(prior, 'eps', None)!r}, "
             f"alpha={getattr(prior, 'alpha', None)!r}), or a hard projection at a large step. Fix: use "
-            "step_size='auto' with a measured L, lower sampler.step_fraction, or increase eps")
+            "step_size='auto' with a measured L, lower sampler.step_fraction, or increase eps; if the chain grew "
+            "patterns the operator cannot see (stripes under blur), bound it to the image range (sampler.box: [0, 1])")
 
 
 def _good_checkpoint(path: str | None) -> str | None:
@@ -175,21 +176,24 @@ def _check_bounded(kernel, it: int, x: torch.Tensor, max_abs: float, ckpt: str |
 class _NllGuard:
     """Stop when a chain's ``-log p(y|x)`` rises more than ``max_nll_rise · m + 25`` above the
     lowest value it reached in this run (``m`` = entries of ``y``; ``docs/algorithms.md
-    §divergence-guards`` for why a healthy chain cannot trip it). Resume-safe: the best value is
-    recomputed from the traces already recorded."""
+    §divergence-guards`` for why a healthy chain cannot trip it). Iterations up to ``start`` are
+    not watched: a sampler that anneals its target (``params.anneal_sweeps``, pnp-dm) moves
+    away from the data on purpose while it does. Resume-safe: the best value is recomputed from
+    the traces already recorded."""
 
-    def __init__(self, run: ChainRun, problem, max_nll_rise: float | None):
+    def __init__(self, run: ChainRun, problem, max_nll_rise: float | None, start: int = 0):
         self.col = run.names.index("loglik") if (max_nll_rise is not None and "loglik" in run.names) else None
         if self.col is None:
             return
         self.m = max(1, int(problem.y[0].numel()))
         self.per_m = float(max_nll_rise)
         self.limit = self.per_m * self.m + 25.0
-        done = run.traces[: run.iteration, self.col, :]
-        self.best = (-done).min(0).values if run.iteration else torch.full((run.n_chains,), math.inf, dtype=torch.float64)
+        self.start = int(start)
+        done = run.traces[self.start: run.iteration, self.col, :]
+        self.best = (-done).min(0).values if done.shape[0] else torch.full((run.n_chains,), math.inf, dtype=torch.float64)
 
     def check(self, kernel, run: ChainRun, i: int, ckpt: str | None) -> None:
-        if self.col is None:
+        if self.col is None or i <= self.start:
             return
         nll = -run.traces[i - 1, self.col, :]
         self.best = torch.minimum(self.best, nll)
@@ -342,7 +346,7 @@ def _stop_reason(monitor, run: ChainRun, clock: _Clock, n_done_now: int, start: 
 def _drive(kernel, run: ChainRun, *, generator, on_sample, on_step, checkpoint, max_abs, max_nll_rise,
            monitor=None) -> ChainResult:
     ckpt_path = None if checkpoint is None else str(checkpoint.path)
-    nll_guard = _NllGuard(run, kernel.problem, max_nll_rise)
+    nll_guard = _NllGuard(run, kernel.problem, max_nll_rise, start=getattr(kernel.params, "anneal_sweeps", 0))
     start_iter, saved_at, status, base_s = run.iteration, -1, "completed", run.elapsed_s
     clock = _Clock()
     reason = _stop_reason(monitor, run, clock, 0, start=start_iter > 0)

@@ -48,7 +48,7 @@ import torch
 
 from pnp_imaging.chain_rng import randn_chains
 from pnp_imaging._checks import check_bool, check_box, check_positive, check_step_size
-from pnp_imaging.samplers.box import apply_box, check_box_params, initial_position
+from pnp_imaging.samplers.box import BOX_RULES, apply_box, check_box_params, initial_position
 from pnp_imaging.samplers.kernel import Kernel, SamplerSpec, register
 from pnp_imaging.samplers.ula import ULAInfo, drift
 
@@ -114,6 +114,7 @@ class ExpParams:
     rule: str = "manual"
     friction: float | None = None
     overdamped_start: int = 0
+    box_rule: str = "clamp"
     flow: DataFlow | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
@@ -127,12 +128,14 @@ class ExpParams:
         """JSON-able description (checkpoints, reports)."""
         return {"step_size": self.step_size, "scheme": self.scheme, "lam": self.lam, "friction": self.friction,
                 "overdamped_start": self.overdamped_start,
-                "clip": None if self.clip is None else list(self.clip), "projected": self.projected, "rule": self.rule}
+                "clip": None if self.clip is None else list(self.clip), "projected": self.projected, "rule": self.rule,
+                "box_rule": self.box_rule}
 
 
 def make_params(problem, prior, *, scheme: str, step_size: float | str = "auto", lam: float | str = "auto",
                 clip: tuple[float, float] | None = (-1.0, 2.0), projected: bool = True,
-                fraction: float | None = None, friction: float | None = None, overdamped_start: int = 0) -> ExpParams:
+                fraction: float | None = None, friction: float | None = None, overdamped_start: int = 0,
+                box_rule: str = "clamp") -> ExpParams:
     """Resolve ``"auto"`` by the prior-only rule ``δ = fraction/(αL/ε [+ 1/λ])`` (module
     docstring), build the exact data flow (refused in one line when H has no diagonalisation)."""
     fraction = _DEFAULT_FRACTION.get(scheme, 0.5) if fraction is None else float(fraction)
@@ -148,7 +151,8 @@ def make_params(problem, prior, *, scheme: str, step_size: float | str = "auto",
         parts.append(f"delta={fraction}/(alpha*L/eps{' + 1/lam' if soft else ''}) with alpha*L/eps={prior.lipschitz:.6g}")
     rule = "manual" if not parts else "prior-only rule (docs/algorithms.md §likelihood-exact): " + ", ".join(parts)
     flow = DataFlow.build(problem, float(step_size), scheme)
-    return ExpParams(float(step_size), scheme, lam_value, clip, projected, rule, friction, int(overdamped_start), flow)
+    return ExpParams(float(step_size), scheme, lam_value, clip, projected, rule, friction, int(overdamped_start),
+                     box_rule, flow)
 
 
 def init(x0: torch.Tensor, problem, prior, params: ExpParams) -> ExpState:
@@ -165,7 +169,7 @@ def step(state: ExpState, problem, prior, params: ExpParams, *, generator: torch
     noise = z if params.scheme == "euler" else z + state.noise
     flow = params.flow
     x_new = flow.spectrum.combine([(state.drift, flow.drift_gain), (noise, flow.noise_gain)]).add_(x)
-    oob = apply_box(x_new, params.clip, params.projected)
+    oob = apply_box(x_new, params.clip, params.projected, rule=params.box_rule, x_old=x)
     return ExpState(x_new, drift(x_new, problem, prior, params), z, state.step + 1), ULAInfo(oob)
 
 
@@ -195,12 +199,14 @@ def euler_stationary_variance(h, h_prior, step_size):
 class ExpOptions:
     """What a user sets (config ``sampler:`` keys): ``step_size`` δ or ``"auto"``;
     ``step_fraction`` of the prior-only rule (None: 0.5 Euler, 0.9 LM); ``box`` C or None;
-    ``projected``: hard clamp onto C (default) instead of the soft tail term."""
+    ``projected``: keep the chain in C (default) instead of the soft tail term; ``box_rule``:
+    how, ``"clamp"``, ``"metropolis"`` or ``"reflect"`` (:mod:`~pnp_imaging.samplers.box`)."""
 
     step_size: float | str = "auto"
     step_fraction: float | None = None
     box: tuple[float, float] | None = (-1.0, 2.0)
     projected: bool = True
+    box_rule: str = "clamp"
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -211,12 +217,16 @@ class ExpOptions:
         check_bool("projected", self.projected)
         if self.projected and self.box is None:
             raise ValueError("projected: the projected variant needs a box; set box: [low, high] or projected: false")
+        if self.box_rule not in BOX_RULES:
+            raise ValueError(f"box_rule: must be one of {', '.join(BOX_RULES)}, got {self.box_rule!r}")
+        if self.box_rule != "clamp" and not self.projected:
+            raise ValueError(f"box_rule: {self.box_rule!r} keeps a projected chain in the box; set projected: true")
 
 
 def _builder(scheme: str):
     def build(problem, prior, options: ExpOptions) -> Kernel:
         params = make_params(problem, prior, scheme=scheme, step_size=options.step_size, clip=options.box,
-                             projected=options.projected, fraction=options.step_fraction)
+                             projected=options.projected, fraction=options.step_fraction, box_rule=options.box_rule)
         return kernel(problem, prior, params)
 
     return build

@@ -85,9 +85,20 @@ def step(state: KineticState, problem, prior, params, *, generator: torch.Genera
     xi = randn_chains(x.shape, generator, dtype=x.dtype, device=x.device)
     v = v.mul_(c).add_(params.flow.spectrum.apply(xi, params.flow.noise_gain), alpha=math.sqrt(1.0 - c * c))
     x_new.add_(v, alpha=half)
-    oob = apply_box(x_new, params.clip, params.projected)
+    v = _bounce(x_new, v, params)
+    oob = apply_box(x_new, params.clip, params.projected, rule=params.box_rule, x_old=x)
     md = _mdrift(x_new, problem, prior, params)
     return KineticState(x_new, md, v.add_(md, alpha=half), state.step + 1), ULAInfo(oob)
+
+
+def _bounce(x_new: torch.Tensor, v: torch.Tensor, params) -> torch.Tensor:
+    """Reverse the velocity of the pixels that ``box_rule`` sends back (``"reflect"``: the
+    specular reflection of the Hamiltonian flow at a face; ``"metropolis"``: the momentum flip on
+    rejection of generalised HMC), before the box acts on ``x_new``. ``"clamp"`` keeps it."""
+    if not params.projected or params.box_rule == "clamp":
+        return v
+    lo, hi = params.clip
+    return torch.where((x_new < lo) | (x_new > hi), -v, v)
 
 
 def kernel(problem, prior, params) -> Kernel:
@@ -111,7 +122,7 @@ class KineticOptions(ex.ExpOptions):
 def build(problem, prior, options: KineticOptions) -> Kernel:
     params = ex.make_params(problem, prior, scheme="kinetic", step_size=options.step_size, clip=options.box,
                             projected=options.projected, fraction=options.step_fraction, friction=options.friction,
-                            overdamped_start=options.overdamped_start)
+                            overdamped_start=options.overdamped_start, box_rule=options.box_rule)
     return kernel(problem, prior, params)
 
 

@@ -42,7 +42,7 @@ import torch
 
 from pnp_imaging.chain_rng import randn_chains
 from pnp_imaging._checks import check_bool, check_box, check_positive, check_step_size
-from pnp_imaging.samplers.box import apply_box, check_box_params, initial_position
+from pnp_imaging.samplers.box import BOX_RULES, apply_box, check_box_params, initial_position
 from pnp_imaging.samplers.kernel import Kernel, SamplerSpec, register
 
 __all__ = ["ULAOptions", "ULAParams", "ULAState", "ULAInfo", "make_params", "init", "step", "kernel", "build", "drift",
@@ -81,6 +81,7 @@ class ULAParams:
     clip: tuple[float, float] | None = (-1.0, 2.0)
     projected: bool = False
     rule: str = "manual"
+    box_rule: str = "clamp"
 
     def __post_init__(self):
         check_box_params(self, "PnP-ULA")
@@ -110,6 +111,7 @@ def make_params(
     clip: tuple[float, float] | None = (-1.0, 2.0),
     projected: bool = False,
     fraction: float = _FRACTION,
+    box_rule: str = "clamp",
 ) -> ULAParams:
     """Build :class:`ULAParams`, filling ``"auto"`` entries by the tutorial rule (module docstring;
     ``docs/algorithms.md §pnp-ula-step``).
@@ -134,7 +136,8 @@ def make_params(
             parts.append(f"delta={fraction}/3/(alpha*L/eps + L_y) (no tail term)")
     rule = "manual" if not parts else (f"tutorial rule (docs/algorithms.md §pnp-ula-step): {', '.join(parts)} with "
                                        f"alpha*L/eps={prior.lipschitz:.6g}, L_y={float(problem.data_lipschitz):.6g}")
-    return ULAParams(step_size=float(step_size), lam=lam_value, clip=clip, projected=projected, rule=rule)
+    return ULAParams(step_size=float(step_size), lam=lam_value, clip=clip, projected=projected, rule=rule,
+                     box_rule=box_rule)
 
 
 def check_rule_inputs(fraction, step_size, lam) -> float:
@@ -184,7 +187,7 @@ def step(state: ULAState, problem, prior, params: ULAParams, *, generator: torch
     d = params.step_size
     x_new = randn_chains(x.shape, generator, dtype=x.dtype, device=x.device)
     x_new.mul_(math.sqrt(2.0 * d)).add_(state.drift, alpha=d).add_(x)
-    oob = apply_box(x_new, params.clip, params.projected)
+    oob = apply_box(x_new, params.clip, params.projected, rule=params.box_rule, x_old=state.x)
     return ULAState(x_new, drift(x_new, problem, prior, params), state.step + 1), ULAInfo(oob)
 
 
@@ -201,14 +204,16 @@ class ULAOptions:
     """What a user sets for PnP-ULA (config ``sampler:`` keys of the same names).
 
     ``step_size``: δ or ``"auto"`` (:func:`make_params`); ``step_fraction``: the 0.99 of the
-    auto rule; ``box``: C = [lo, hi] or None; ``projected``: PPnP-ULA (clamp onto C) instead of
-    the soft tail term.
+    auto rule; ``box``: C = [lo, hi] or None; ``projected``: PPnP-ULA (kept in C) instead of
+    the soft tail term; ``box_rule``: how a projected chain stays in C, ``"clamp"`` (PPnP-ULA),
+    ``"metropolis"`` (per-pixel rejection) or ``"reflect"`` (:mod:`~pnp_imaging.samplers.box`).
     """
 
     step_size: float | str = "auto"
     step_fraction: float = _FRACTION
     box: tuple[float, float] | None = (-1.0, 2.0)
     projected: bool = False
+    box_rule: str = "clamp"
 
     def __post_init__(self):
         check_options(self)
@@ -223,12 +228,17 @@ def check_options(options) -> None:
     check_bool("projected", options.projected)
     if options.projected and options.box is None:
         raise ValueError("projected: the projected variant needs a box; set box: [low, high] or projected: false")
+    rule = getattr(options, "box_rule", "clamp")  # SK-ROCK has no box_rule: it clamps
+    if rule not in BOX_RULES:
+        raise ValueError(f"box_rule: must be one of {', '.join(BOX_RULES)}, got {rule!r}")
+    if rule != "clamp" and not options.projected:
+        raise ValueError(f"box_rule: {rule!r} keeps a projected chain in the box; set projected: true")
 
 
 def build(problem, prior, options: ULAOptions) -> Kernel:
     """The registered builder: options → :class:`ULAParams` → :class:`Kernel`."""
     params = make_params(problem, prior, step_size=options.step_size, clip=options.box, projected=options.projected,
-                         fraction=options.step_fraction)
+                         fraction=options.step_fraction, box_rule=options.box_rule)
     return kernel(problem, prior, params)
 
 
