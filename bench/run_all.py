@@ -7,8 +7,9 @@ denoiser flags, as each demo config names its prior) receive ``--quick/--smoke``
 ``--denoiser``, ``--fallback``, ``--lipschitz``, ``--threads``; any other ``bench_*.py`` (e.g.
 ``bench_denoisers``, owned separately; convention: its CLI is built on
 ``bench._common.base_parser``) receives ``--quick`` / ``--smoke``, ``--out`` and ``--threads``. A summary (status, exit code, wall time, stderr tail of each) goes to
-``<out>/run_all.json`` with the provenance (git state, weights) of the results it collected; the
-exit code is non-zero if any benchmark failed.
+``<out>/run_all.json`` with the provenance (git state, weights) of the results it collected, and
+every figure of every result (each a ratio against its anchor measured in the same run) goes to
+one markdown table, ``<out>/results.md``; the exit code is non-zero if any benchmark failed.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from pathlib import Path
 
 from bench import _common as C
 
-OURS = ("bench_sampler_overhead", "bench_memory", "bench_mmse_speed", "bench_time_to_answer", "bench_map", "bench_demos")
+OURS = ("bench_sampler_overhead", "bench_memory", "bench_mmse_speed", "bench_time_to_answer", "bench_map", "bench_demos",
+        "bench_distributed")
 
 
 def discover() -> list[str]:
@@ -79,6 +81,35 @@ def _weights_used(runs: dict, out: str) -> list[dict]:
     return list(seen.values())
 
 
+def _leaves(obj, prefix: str = ""):
+    """``(dotted key, value)`` for every number, bool or short string in a nested ratios dict."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _leaves(value, f"{prefix}{key}.")
+        return
+    if isinstance(obj, float):
+        yield prefix[:-1], f"{obj:.4g}"
+    elif isinstance(obj, (bool, int, str)) and obj is not None and len(str(obj)) <= 80:
+        yield prefix[:-1], str(obj)
+
+
+def markdown_table(runs: dict, out: str) -> str:
+    """One row per figure of each benchmark's ``ratios`` (its status and mode in the first row)."""
+    lines = ["| benchmark | status | mode | figure | value |", "|---|---|---|---|---|"]
+    for name, run in runs.items():
+        path = _result_path(name, out)
+        if run["returncode"] != 0 or not path.is_file():
+            why = f"failed (exit {run['returncode']})" if run["returncode"] else "no result file"
+            lines.append(f"| {name} | {why} | | | |")
+            continue
+        doc = json.loads(path.read_text())
+        rows = list(_leaves(doc.get("ratios", {}))) or [("(no ratios)", "")]
+        for k, (key, value) in enumerate(rows):
+            head = f"{name} | {doc.get('status', '')} | {doc.get('mode', '')}" if k == 0 else " | | "
+            lines.append(f"| {head} | {key.replace('|', '/')} | {value.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     mode = ["--smoke"] if args.smoke else (["--quick"] if args.quick else [])
@@ -98,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "stderr_tail": tail, "result": str(_result_path(name, args.out))}
     summary["provenance"] = C.provenance(_weights_used(summary["runs"], args.out))
     C.write_json(Path(args.out) / "run_all.json", summary)
+    (Path(args.out) / "results.md").write_text(markdown_table(summary["runs"], args.out))
     failed = sum(r["returncode"] != 0 for r in summary["runs"].values())
     C.log(f"run_all: {len(names) - failed}/{len(names)} ok; summary in {Path(args.out) / 'run_all.json'}")
     return 1 if failed else 0

@@ -17,8 +17,11 @@ def check_count(name: str, value, minimum: int = 0) -> int:
 
 
 def check_generator(generator) -> torch.Generator:
-    """``generator`` must be a ``torch.Generator`` (the only source of randomness of a run)."""
-    if not isinstance(generator, torch.Generator):
+    """``generator`` must be a ``torch.Generator`` (the only source of randomness of a run), or
+    per-chain streams (:class:`pnp_imaging.chain_rng.ChainGenerators`)."""
+    from pnp_imaging.chain_rng import ChainGenerators
+
+    if not isinstance(generator, (torch.Generator, ChainGenerators)):
         raise ValueError("generator: pass a torch.Generator, e.g. torch.Generator().manual_seed(0)")
     return generator
 

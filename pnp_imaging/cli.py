@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set sampler.n_steps=500 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--distributed", action="store_true",
+                   help="one rank of a torchrun job (torchrun --nproc_per_node N -m pnp_imaging run CONFIG "
+                        "--distributed): chains split across ranks, statistics merged on rank 0")
+    p.add_argument("--dist-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="with --distributed: how long a rank waits for the others before stopping (default 300)")
 
     p = sub.add_parser("demo", help="embedded deblurring demo (cameraman, 9×9 uniform blur, σ=1/255)",
                        description="Runs the embedded default problem end to end and writes its report.")
@@ -72,9 +77,11 @@ def _error(message: str) -> int:
     return EXIT_CONFIG
 
 
-def _cmd_run(config, out, overrides, *, resume: bool, quiet: bool, base_dir=None) -> int:
+def _cmd_run(config, out, overrides, *, resume: bool, quiet: bool, base_dir=None, distributed: bool = False,
+             dist_timeout: float = 300.0) -> int:
     from pnp_imaging.api import run
     from pnp_imaging.config import ConfigError, apply_overrides, load_config
+    from pnp_imaging.distributed import RankFailure
     from pnp_imaging.samplers.base import DivergenceError
     from pnp_imaging.sampling import SamplingInterrupted
 
@@ -82,7 +89,11 @@ def _cmd_run(config, out, overrides, *, resume: bool, quiet: bool, base_dir=None
         raw = load_config(config) if isinstance(config, (str, Path)) else dict(config)
         raw = apply_overrides(raw, overrides)
         base = base_dir if base_dir is not None else (Path(config).parent if isinstance(config, (str, Path)) else None)
-        result = run(raw, out_dir=out, resume=resume, progress=not quiet, base_dir=base)
+        result = run(raw, out_dir=out, resume=resume, progress=not quiet, base_dir=base, distributed=distributed,
+                     dist_timeout_s=dist_timeout)
+    except RankFailure as exc:
+        print(f"pnp-imaging: error: {exc}", file=sys.stderr)
+        return 1
     except ConfigError as exc:
         return _error(str(exc))
     except (FileNotFoundError, ValueError) as exc:
@@ -97,6 +108,8 @@ def _cmd_run(config, out, overrides, *, resume: bool, quiet: bool, base_dir=None
         print(f"pnp-imaging: error: {exc}", file=sys.stderr)
         return 1
     s = result.summary
+    if not s.get("distributed", {}).get("merged", True):
+        return 0  # a rank other than 0: rank 0 reports for all chains
     psnr = f", PSNR(MMSE) = {s['psnr_mmse']:.2f} dB" if s.get("psnr_mmse") is not None else ""
     print(f"done in {s['wall_s']:.1f} s{psnr}; report: {Path(result.out_dir) / 'report.html'}")
     warnings = s.get("warnings", [])
@@ -123,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         if args.out is None:
             args.out = str(Path("runs") / Path(args.config).stem)
-        return _cmd_run(args.config, args.out, args.overrides, resume=args.resume, quiet=args.quiet)
+        return _cmd_run(args.config, args.out, args.overrides, resume=args.resume, quiet=args.quiet,
+                        distributed=args.distributed, dist_timeout=args.dist_timeout)
     if args.command == "demo":
         if not (REPO_DATA / "cameraman.png").is_file():
             return _error(f"demo image missing: {REPO_DATA / 'cameraman.png'}; run from a full checkout of the repository")

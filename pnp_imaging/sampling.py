@@ -15,6 +15,7 @@ import torch
 
 from pnp_imaging import diagnostics
 from pnp_imaging._checks import check_count, check_generator
+from pnp_imaging.chain_rng import ChainGenerators
 from pnp_imaging.convergence import ConvergenceMonitor, StopRule
 from pnp_imaging.posterior import Posterior
 from pnp_imaging.samplers.kernel import Kernel, get_sampler
@@ -31,7 +32,7 @@ def sample(problem, prior, sampler: str | Kernel = "auto", *, generator: torch.G
            init_spread: float = 0.05, credible_level: float = 0.9, scales: tuple[int, ...] = (1, 2, 4, 8),
            n_projections: int = 4, checkpoint: str | Path | None = None, checkpoint_every: int = 500,
            checkpoint_config: dict | None = None, resume: bool = False, max_nll_rise: float | None = 2.0,
-           on_sample: Callable | None = None, progress: bool = False, until: Any = None, **options) -> Posterior:
+           on_sample: Callable | None = None, progress: bool = False, until: Any = None, distributed=None, **options):
     """Sample the posterior of ``problem`` under ``prior`` and summarise it.
 
     Args:
@@ -64,6 +65,7 @@ def sample(problem, prior, sampler: str | Kernel = "auto", *, generator: torch.G
             ``{"ess": 100, "rhat": 1.01, "max_minutes": 30}``: stop when every traced quantity
             passes the verdict at those thresholds or ``max_minutes`` is spent; ``n_steps`` stays
             the hard cap. ``summary["stop"]`` says why it stopped.
+        distributed: a DistContext: this rank's chains, merged on rank 0 (``docs/algorithms.md §distributed``).
 
     Returns:
         :class:`~pnp_imaging.posterior.Posterior` (MMSE, std, intervals, multi-scale std,
@@ -76,15 +78,14 @@ def sample(problem, prior, sampler: str | Kernel = "auto", *, generator: torch.G
     sampler = auto_sampler(problem) if sampler == "auto" else sampler
     spec = get_sampler(sampler.name if isinstance(sampler, Kernel) else sampler)
     n_burnin = (0 if spec.independent else n_steps // 10) if n_burnin is None else n_burnin
-    _check_arguments(n_steps, n_burnin, thin, chains, credible_level, generator)
-    max_nll_rise = None if spec.independent else max_nll_rise  # the guard watches a drifting chain
-    rule = StopRule.from_value(until)
+    _check_arguments(n_steps, n_burnin, thin, chains, credible_level, generator, until, distributed)
+    max_nll_rise, rule = (None if spec.independent else max_nll_rise), StopRule.from_value(until)  # guard: drift
     kernel = _bind(spec, sampler, problem, prior, options)
     result = _run_chains(kernel, problem, generator=generator, n_steps=n_steps, n_burnin=n_burnin, thin=thin,
                          chains=chains, x0=x0, init_spread=init_spread, credible_level=credible_level,
                          scales=tuple(scales), n_projections=n_projections, checkpoint=checkpoint,
                          checkpoint_every=checkpoint_every, checkpoint_config=checkpoint_config, resume=resume,
-                         max_nll_rise=max_nll_rise, on_sample=on_sample, progress=progress, rule=rule)
+                         max_nll_rise=max_nll_rise, on_sample=on_sample, progress=progress, rule=rule, sync=distributed)
     return summarise(result, kernel, problem, credible_level=credible_level, rule=rule)
 
 
@@ -116,7 +117,7 @@ def _check_burnin_covers_annealing(kernel: Kernel, n_burnin: int) -> None:
                          f"be burn-in; set n_burnin >= {anneal} (got {n_burnin})")
 
 
-def _check_arguments(n_steps, n_burnin, thin, chains, credible_level, generator) -> None:
+def _check_arguments(n_steps, n_burnin, thin, chains, credible_level, generator, until=None, distributed=None) -> None:
     check_count("n_steps", n_steps, 1)
     check_count("n_burnin", n_burnin, 0)
     check_count("thin", thin, 1)
@@ -126,13 +127,18 @@ def _check_arguments(n_steps, n_burnin, thin, chains, credible_level, generator)
         raise ValueError(f"n_steps: {n_steps} steps with n_burnin={n_burnin}, thin={thin} keep fewer than 2 draws")
     if not 0.0 < float(credible_level) < 1.0:
         raise ValueError(f"credible_level: must be in (0, 1), e.g. 0.9; got {credible_level!r}")
+    if until is not None and distributed is not None and distributed.world_size > 1:
+        raise ValueError("until: run-until-converged is not available with several ranks; give n_steps")
+    if distributed is not None and not isinstance(generator, ChainGenerators):
+        raise ValueError("generator: a distributed run needs per-chain streams, "
+                         "ChainGenerators(seed, distributed.chain_ids(total_chains))")
 
 
 def _run_chains(kernel: Kernel, problem, *, generator, n_steps, n_burnin, thin, chains, x0, init_spread,
                 credible_level, scales, n_projections, checkpoint, checkpoint_every, checkpoint_config, resume,
-                max_nll_rise, on_sample, progress, rule=None):
+                max_nll_rise, on_sample, progress, rule=None, sync=None):
     """Start (or resume) the chains and run them to the end (or until ``rule`` stops them);
-    returns the ChainResult."""
+    returns the ChainResult. ``sync``: a DistContext whose ranks meet every ``checkpoint_every`` steps."""
     _check_burnin_covers_annealing(kernel, n_burnin)
     from pnp_imaging.checkpoint import CheckpointConfig
     from pnp_imaging.progress import SamplingProgress, progress_bar
@@ -144,8 +150,8 @@ def _run_chains(kernel: Kernel, problem, *, generator, n_steps, n_burnin, thin, 
     bar = progress_bar(n_steps, f"sampling ({kernel.name})", progress)
     shown = bar is not None and not getattr(bar, "disable", False)  # no checks for a bar nobody sees
     monitor = ConvergenceMonitor(rule) if (rule is not None or shown) else None
-    hooks = {"on_sample": on_sample, "on_step": SamplingProgress(bar, monitor) if bar else None,
-             "max_nll_rise": max_nll_rise, "monitor": monitor}
+    on_step = _with_barrier(SamplingProgress(bar, monitor) if bar else None, sync, checkpoint_every)
+    hooks = {"on_sample": on_sample, "on_step": on_step, "max_nll_rise": max_nll_rise, "monitor": monitor}
     if resume and checkpoint is not None and Path(checkpoint).is_file():
         # n_steps may exceed the saved cap: a run stopped on budget continues with a larger one
         result = resume_chain(checkpoint, kernel, generator=generator, checkpoint=ck, n_steps=n_steps, **hooks)
@@ -154,7 +160,8 @@ def _run_chains(kernel: Kernel, problem, *, generator, n_steps, n_burnin, thin, 
         x = dispersed_init(start.reshape(1, *start.shape[1:]), chains, spread=init_spread, generator=generator)
         probs = ((1.0 - credible_level) / 2.0, (1.0 + credible_level) / 2.0)
         stats = PosteriorStats(tuple(x.shape), probs=probs, scales=scales, device=x.device,
-                               quantile_every=_quantile_every(kernel, thin))
+                               quantile_every=_quantile_every(kernel, thin),
+                               quantiles="reservoir" if isinstance(generator, ChainGenerators) else "p2")
         result = run_chain(kernel, kernel.init(x), n_steps=n_steps, n_burnin=n_burnin, thin=thin,
                            generator=generator, stats=stats, checkpoint=ck,
                            trace=TraceConfig(n_random=n_projections), **hooks)
@@ -163,7 +170,25 @@ def _run_chains(kernel: Kernel, problem, *, generator, n_steps, n_burnin, thin, 
     if result.status != "completed":
         where = f"; checkpoint saved in {Path(checkpoint).parent}. Continue with --resume" if checkpoint else ""
         raise SamplingInterrupted(f"interrupted at iteration {result.n_done}{where}")
+    if sync is not None:
+        from pnp_imaging.distributed import gather_result
+
+        result = gather_result(result, sync)
     return result
+
+
+def _with_barrier(on_step, ctx, every: int):
+    """``on_step``, followed every ``every`` steps by the ranks' monitored barrier (several ranks)."""
+    if ctx is None or ctx.world_size == 1:
+        return on_step
+
+    def hook(i, state, info):
+        if on_step is not None:
+            on_step(i, state, info)
+        if i % every == 0:
+            ctx.barrier(f"checkpoint barrier at iteration {i}")
+
+    return hook
 
 
 def _quantile_every(kernel: Kernel, thin: int) -> int:

@@ -608,11 +608,26 @@ class SlowDirection:
         self.sv += float(p.sum())
         self.n += x.shape[0]
         if (i - self.start) % self.window == 0 or i == self.stop:
+            self._pool_ranks()
             u = self.sxv - self.sx * (self.sv / self.n)  # n * windowed covariance @ v
             nrm = torch.linalg.vector_norm(u)
             if torch.isfinite(nrm) and nrm > 0:
                 self.v = u / nrm
             self._reset(x.shape[1])
+
+    def _pool_ranks(self) -> None:
+        """In a distributed run (:mod:`pnp_imaging.distributed`) the window's sums pool the
+        chains of every rank, so all ranks hold the same direction; nothing otherwise."""
+        from pnp_imaging import distributed
+
+        ctx = distributed.active()
+        if ctx is None or ctx.world_size == 1:
+            return
+        d = self.sx.numel()
+        extra = torch.tensor([self.sv, float(self.n)], dtype=torch.float64, device=self.sx.device)
+        total = distributed.sum_across_ranks(torch.cat([self.sx, self.sxv, extra]))
+        self.sx, self.sxv = total[:d].clone(), total[d:2 * d].clone()
+        self.sv, self.n = float(total[2 * d]), int(round(float(total[2 * d + 1])))
 
     def state_dict(self) -> dict:
         return {"v": self.v.clone(), "n": self.n, "sx": self.sx.clone(), "sxv": self.sxv.clone(), "sv": self.sv}

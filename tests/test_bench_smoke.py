@@ -222,3 +222,43 @@ def test_shipped_results_are_not_stale():
     assert found
     stale = {k: why for k, (status, why) in found.items() if status != "fresh"}
     assert not stale, stale
+
+
+@pytest.mark.slow
+def test_distributed_smoke(tmp_path):
+    """2 gloo ranks against 1 process through the CLI (about a minute: four interpreter starts)."""
+    from bench import bench_distributed as b
+
+    b.main([*SMOKE, "--out", str(tmp_path)])
+    doc = _load(tmp_path, b.NAME)
+    assert set(doc["raw"]) == {"1process", "2ranks"}
+    assert 0 <= doc["ratios"]["merge_overhead_share"] <= 1
+    assert doc["ratios"]["estimates_max_abs_diff"] < 1e-4  # float32 round-off of the network's batch size
+    assert doc["ratios"]["met"] is None  # the target is stated for 256², not the smoke size
+
+
+def test_run_all_writes_a_markdown_table_of_every_figure(tmp_path):
+    from bench.run_all import markdown_table
+
+    (tmp_path / "bench_x.json").write_text(json.dumps(
+        {"status": "ok", "mode": "quick", "ratios": {"a/b": 0.5, "nested": {"c/d": 2.0, "met": True}, "skip": None}}))
+    table = markdown_table({"bench_x": {"returncode": 0}, "bench_y": {"returncode": 2}}, str(tmp_path))
+    lines = table.splitlines()
+    assert lines[0].startswith("| benchmark |") and len(lines) == 2 + 3 + 1
+    assert "| bench_x | ok | quick | a/b | 0.5 |" in lines
+    assert any("nested.c/d | 2 |" in ln for ln in lines) and any("nested.met | True" in ln for ln in lines)
+    assert "| bench_y | failed (exit 2) | | | |" in lines
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_smoke(tmp_path):
+    """The GPU check's plumbing on the CPU alone (tiny sizes; about a minute with the demo's --fast)."""
+    from bench import gpu_check
+
+    assert gpu_check.main([str(tmp_path), "--smoke"]) == 0
+    doc = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert doc["mode"] == "smoke" and doc["provenance"]["weights"][0]["model"] == "lipdncnn_gray_s5"
+    cells = doc["throughput"]["cells"]
+    assert [(c["device"], c["chains"]) for c in cells] == [("cpu", 1), ("cpu", 2)]
+    assert all(c["chain_iterations_per_s"] > 0 for c in cells)
+    assert doc["demo"]["exit_code"] == 0 and doc["demo"]["stop"]["reason"] in ("converged", "max_minutes", "n_steps")

@@ -59,7 +59,9 @@ def check_steps(name: str, value, minimum: int = 2) -> int:
 
 def randn(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """``N(0, I)`` of ``like``'s shape, dtype and device, from ``generator`` only."""
-    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+    from pnp_imaging.chain_rng import randn_chains
+
+    return randn_chains(like.shape, generator, dtype=like.dtype, device=like.device)
 
 
 def start_point(state: DiffusionState, problem) -> torch.Tensor:

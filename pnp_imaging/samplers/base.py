@@ -29,6 +29,7 @@ import torch
 from pnp_imaging import checkpoint as ckpt_mod
 from pnp_imaging import diagnostics
 from pnp_imaging._checks import check_count, check_generator
+from pnp_imaging.chain_rng import ChainGenerators
 from pnp_imaging.samplers.kernel import Kernel
 from pnp_imaging.traces import ChainRun, TraceConfig
 from pnp_imaging.stats import PosteriorStats
@@ -66,9 +67,23 @@ def dispersed_init(x0: torch.Tensor, n_chains: int, *, spread: float, generator:
     if x0.ndim != 4 or x0.shape[0] != 1:
         raise ValueError(f"x0: expected a [1, C, H, W] tensor, got shape {tuple(x0.shape)}")
     x = x0.expand(n_chains, *x0.shape[1:]).clone()
+    if isinstance(generator, ChainGenerators):
+        return _dispersed_per_chain(x, spread, generator)
     if spread > 0 and n_chains > 1:
         noise = torch.randn((n_chains - 1,) + tuple(x0.shape[1:]), generator=generator, dtype=x0.dtype, device=x0.device)
         x[1:] += spread * noise
+    return x
+
+
+def _dispersed_per_chain(x: torch.Tensor, spread: float, generator: ChainGenerators) -> torch.Tensor:
+    """:func:`dispersed_init` with per-chain streams: global chain 0 starts at ``x0``, every other
+    chain at ``x0 + spread · N(0, I)`` drawn from its own stream (whichever rank runs it)."""
+    if len(generator) != x.shape[0]:
+        raise ValueError(f"generator: {len(generator)} per-chain streams for {x.shape[0]} chains")
+    if spread > 0:
+        for k, (chain, g) in enumerate(zip(generator.chain_ids, generator.generators)):
+            if chain != 0:
+                x[k] += spread * torch.randn(tuple(x.shape[1:]), generator=g, dtype=x.dtype, device=x.device)
     return x
 
 

@@ -46,6 +46,7 @@ from typing import NamedTuple
 
 import torch
 
+from pnp_imaging.chain_rng import randn_chains
 from pnp_imaging._checks import check_bool, check_box, check_positive, check_step_size
 from pnp_imaging.samplers.box import BOX_RULES, apply_box, check_box_params, initial_position
 from pnp_imaging.samplers.kernel import Kernel, SamplerSpec, register
@@ -164,7 +165,7 @@ def step(state: ExpState, problem, prior, params: ExpParams, *, generator: torch
     """One step of the scheme (module docstring); pure. Cost: one denoiser call, one data
     gradient and one forward/inverse transform pair."""
     x = state.x
-    z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    z = randn_chains(x.shape, generator, dtype=x.dtype, device=x.device)
     noise = z if params.scheme == "euler" else z + state.noise
     flow = params.flow
     x_new = flow.spectrum.combine([(state.drift, flow.drift_gain), (noise, flow.noise_gain)]).add_(x)

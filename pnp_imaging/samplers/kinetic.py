@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 import torch
 
+from pnp_imaging.chain_rng import randn_chains
 from pnp_imaging._checks import check_count, check_positive
 from pnp_imaging.samplers import exponential as ex
 from pnp_imaging.samplers.box import apply_box, initial_position
@@ -81,7 +82,7 @@ def step(state: KineticState, problem, prior, params, *, generator: torch.Genera
     v = state.v + half * state.mdrift
     x_new = x + half * v
     c = 0.0 if state.step < params.overdamped_start else math.exp(-params.friction * _H)
-    xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    xi = randn_chains(x.shape, generator, dtype=x.dtype, device=x.device)
     v = v.mul_(c).add_(params.flow.spectrum.apply(xi, params.flow.noise_gain), alpha=math.sqrt(1.0 - c * c))
     x_new.add_(v, alpha=half)
     v = _bounce(x_new, v, params)

@@ -50,6 +50,7 @@ from typing import NamedTuple
 
 import torch
 
+from pnp_imaging.chain_rng import randn_chains
 from pnp_imaging._checks import check_count, check_positive
 from pnp_imaging.samplers import ula
 from pnp_imaging.samplers.box import apply_box, check_box_params, initial_position
@@ -191,7 +192,7 @@ def step(state: SKROCKState, problem, prior, params: SKROCKParams, *, generator:
     d = params.step_size
     mu, nu, ka = coefficients(s, params.eta)
     x = state.x
-    q = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device).mul_(math.sqrt(2.0 * d))
+    q = randn_chains(x.shape, generator, dtype=x.dtype, device=x.device).mul_(math.sqrt(2.0 * d))
     # K1 = X - mu1 d gradU(X + nu1 Q) + kappa1 Q
     g = grad_potential(x + nu[1] * q, problem, prior, params)
     k_prev2 = x

@@ -40,6 +40,7 @@ from typing import NamedTuple
 
 import torch
 
+from pnp_imaging.chain_rng import randn_chains
 from pnp_imaging._checks import check_bool, check_box, check_positive, check_step_size
 from pnp_imaging.samplers.box import BOX_RULES, apply_box, check_box_params, initial_position
 from pnp_imaging.samplers.kernel import Kernel, SamplerSpec, register
@@ -184,7 +185,7 @@ def step(state: ULAState, problem, prior, params: ULAParams, *, generator: torch
     """
     x = state.x
     d = params.step_size
-    x_new = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    x_new = randn_chains(x.shape, generator, dtype=x.dtype, device=x.device)
     x_new.mul_(math.sqrt(2.0 * d)).add_(state.drift, alpha=d).add_(x)
     oob = apply_box(x_new, params.clip, params.projected, rule=params.box_rule, x_old=state.x)
     return ULAState(x_new, drift(x_new, problem, prior, params), state.step + 1), ULAInfo(oob)
