@@ -487,8 +487,11 @@ def main(argv: list[str] | None = None) -> int:
             row = run_one(config, image, budget, progress=args.progress, runs_dir=args.runs_dir, git=git)
             row["torch_threads"] = torch.get_num_threads()
             row = _clean(row)
-            rows[(config, image)] = row
             ran.append(row)
+            if not args.fresh:  # rows another bench process wrote meanwhile are kept too; this run's win
+                rows.update({(r["config"], r["image"]): r for r in (_load_doc(path) or {}).get("rows", [])
+                             if "config" in r and "image" in r})
+            rows.update({(r["config"], r["image"]): r for r in ran})
             what = "; ".join(c["text"] for c in row["checks"]) or row.get("error", "")
             C.log(f"{config} / {image}: {row['verdict'].upper()} ({what}), wall {row.get('wall_s') or 0:.0f} s")
             doc = _document(args, mode, budget, machine, rows, ran, time.perf_counter() - t_all)
