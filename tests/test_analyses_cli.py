@@ -89,6 +89,8 @@ def test_cloning_json_is_the_only_stdout_and_uses_the_regimes_times(tmp_path, ca
     t_s = speciation_time(digits_in_ou_units()["train"].double().numpy())["t_S"]
     assert res["t_S"] == pytest.approx(t_s) and 0.0 < res["t_C"] < res["t_S"]
     assert (tmp_path / "cloning.png").is_file() and (tmp_path / "regimes.json").is_file()
+    html = (tmp_path / "report.html").read_text()
+    assert "Predicted and measured" in html and "data:image/png;base64," in html
 
 
 def test_cloning_bad_pairs_is_a_one_line_error(tmp_path, capsys):

@@ -108,6 +108,8 @@ def test_run_cloning_experiment_small(tmp_path):
     out = cl.run_cloning_experiment(tmp_path, t_S=0.5, t_C=0.1, n_pairs=8, seed=0, t_grid=[0.04, 0.6], step=0.02, T=1.2)
     saved = json.loads((tmp_path / "cloning.json").read_text())
     assert (tmp_path / "cloning.png").stat().st_size > 1000
+    report = (tmp_path / "report.html").read_text()
+    assert "digits_edm" in report and report.count("<tr>") >= 4  # header + the three predicted/measured rows
     assert saved["t_S"] == 0.5 and set(saved["curves"]) == {"network", "empirical"}
     emp = saved["curves"]["empirical"]
     # the memorising score: clones split at t = 0.04 end at the same training digit (0.97 at 400 pairs, measured),

@@ -319,7 +319,7 @@ def run_cloning_experiment(out_dir, *, t_S: float, t_C: float, n_pairs: int = 40
     with ``reference``, the exact empirical score of the train split, which memorises by construction).
 
     ``t_S``, ``t_C``: the predicted speciation and collapse times (OU units, data as in
-    :func:`digits_in_ou_units`). Writes ``cloning.json`` and ``cloning.png`` in ``out_dir``; returns
+    :func:`digits_in_ou_units`). Writes ``cloning.json``, ``cloning.png`` and ``report.html`` in ``out_dir``; returns
     the summary: measured φ-crossing of 0.775 vs ``t_S``, mean :math:`\\hat t_C` vs ``t_C``, the curves,
     and ``evaluate_samples`` of the network's unsplit endpoints.
     """
@@ -357,6 +357,9 @@ def run_cloning_experiment(out_dir, *, t_S: float, t_C: float, n_pairs: int = 40
     out.mkdir(parents=True, exist_ok=True)
     (out / "cloning.json").write_text(json.dumps(summary, indent=2) + "\n")
     _plot_cloning(curves, t_S, t_C, out / "cloning.png")
+    from pnp_imaging.analyses.report import write_cloning_report
+
+    write_cloning_report(summary, out)
     return summary
 
 

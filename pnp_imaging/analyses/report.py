@@ -87,3 +87,40 @@ def write_regimes_report(summary: dict, out_dir, *, source: str = "") -> Path:
     path = out / "report.html"
     path.write_text("\n".join(parts))
     return path
+
+
+def _cloning_rows(summary: dict) -> list[tuple[str, str, str, str]]:
+    emp = summary.get("empirical_score") or {}
+    return [("speciation, 2 super-classes", _fmt(summary["t_S"]), _fmt(summary.get("t_speciation_measured_2_classes")),
+             _fmt(emp.get("t_speciation_measured_2_classes"))),
+            ("speciation, 10 classes", _fmt(summary["t_S"]), _fmt(summary.get("t_speciation_measured")),
+             _fmt(emp.get("t_speciation_measured"))),
+            ("collapse (mean per-trajectory t̂_C)", _fmt(summary["t_C"]), _fmt(summary.get("t_collapse_measured")),
+             _fmt(emp.get("t_collapse_measured")))]
+
+
+def write_cloning_report(summary: dict, out_dir) -> Path:
+    """``report.html`` of the cloning experiment (``cloning.json`` and ``cloning.png`` already in
+    ``out_dir``): predicted and measured times side by side, the figure, the network's samples."""
+    out = Path(out_dir)
+    head = "<tr><th>time</th><th>predicted</th><th>network</th><th>exact empirical score (memorises)</th></tr>"
+    rows = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in _cloning_rows(summary))
+    samples = summary.get("network_samples") or {}
+    keep = ("n_samples", "mean_confidence", "frechet_distance", "tv_to_train_labels", "memorised_fraction")
+    sample_rows = "".join(f"<tr><td>{k}</td><td>{_fmt(samples[k])}</td></tr>" for k in keep if k in samples)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cloning experiment</title><style>{_CSS}</style></head><body>",
+             "<h1>pnp_imaging — the cloning experiment on the digits</h1>",
+             f"<p>Pairs of backward trajectories of <b>{html.escape(str(summary.get('denoiser')))}</b> split at time t "
+             f"({summary.get('n_pairs')} pairs per t): speciation is where P(same class) crosses "
+             f"{summary.get('threshold')} (Biroli, Bonnaire, De Bortoli, Mézard 2024), collapse where the clones "
+             "stop ending on the same training digit. Times in the Ornstein–Uhlenbeck convention, data "
+             f"{html.escape(str(summary.get('data_scaling')))}.</p>",
+             f"<h2>Predicted and measured</h2><table>{head}{rows}</table>"]
+    if (out / "cloning.png").is_file():
+        parts.append(f"<figure>{_img_tag(out / 'cloning.png', 'cloning')}<figcaption>P(same class) and P(same nearest "
+                     "training digit) against the split time, with t_S and t_C.</figcaption></figure>")
+    if sample_rows:
+        parts.append(f"<h2>The network's samples</h2><table>{sample_rows}</table>")
+    path = out / "report.html"
+    path.write_text("\n".join(parts + ["</body></html>"]))
+    return path
