@@ -76,6 +76,8 @@ CRITERIA = {
     "mismatch_kernel": "deblur",
     "inpainting": "inpainting",
     "diffpir_deblur": "deblur_no_map",  # diffusion samplers start from noise: no MAP to check
+    "dps_deblur": "deblur_no_map",
+    "pnpdm_deblur": "deblur",  # an MCMC: it starts from the MAP like the Langevin demos
 }
 MMSE_MARGIN_DB = 3.0  # deblurring: MMSE PSNR >= PSNR(y) + this
 INPAINTING_MMSE_DB = 25.0  # inpainting: MMSE PSNR >= this

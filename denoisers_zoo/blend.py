@@ -38,7 +38,9 @@ class SigmaBlendDenoiser(Denoiser):
         self.low, self.high, self.a, self.b = low, high, a, b
         self.name, self.channels, self.blind = name, low.channels, False
         self.sigma_range = (min(low.sigma_range[0], high.sigma_range[0]), high.sigma_range[1])
-        self.lipschitz = None
+        # x − D = (1 − w)(x − D_low) + w(x − D_high): the residual's constant is at most the larger part's
+        parts = (low.lipschitz, high.lipschitz)
+        self.lipschitz = None if None in parts else max(float(v) for v in parts)
 
     def weight(self, sigma: torch.Tensor) -> torch.Tensor:
         """``w(σ)``, the share of ``high`` (0 below ``a``, 1 above ``b``)."""

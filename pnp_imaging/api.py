@@ -191,7 +191,7 @@ def _map_step(cfg: RunConfig, parts: Components, work: Path, generator, progress
         saved = torch.load(path, weights_only=True)
         generator.set_state(saved["rng"])
         return saved["x"].to(parts.problem.y.dtype), saved["info"]
-    m, box = cfg.map, cfg.sampler.options.box
+    m, box = cfg.map, getattr(cfg.sampler.options, "box", (-1.0, 2.0))  # samplers without a box (pnp-dm): the default C
     total = m.n_steps if m.type == "pnp-sgd" else min(m.n_steps, m.levels + m.target_steps)
     bar = progress_bar(total, f"MAP ({m.type})", progress)
     t0 = time.perf_counter()

@@ -47,7 +47,7 @@ def test_every_demo_config_has_a_criterion():
     assert set(B.CRITERIA.values()) <= {"deblur", "deblur_no_map", "inpainting"}
     assert B.CRITERIA["inpainting"] == "inpainting"
     # only demos whose sampler computes no MAP (diffusion: independent draws from noise) skip the MAP check
-    assert all(B.CRITERIA[d] == ("deblur_no_map" if d.startswith("diffpir") else "deblur")
+    assert all(B.CRITERIA[d] == ("deblur_no_map" if d.startswith(("diffpir", "dps")) else "deblur")
                for d in DEMOS if "deblur" in d or d.startswith("mismatch"))
 
 

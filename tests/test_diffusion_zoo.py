@@ -137,6 +137,8 @@ def test_blend_is_low_below_a_high_above_b_and_the_log_sigma_mix_between():
     assert torch.allclose(out[0], low(x[:1], 0.05)[0]) and torch.allclose(out[2], high(x[2:], 0.5)[0])
     assert torch.allclose(out[1], (1 - w) * low(x[1:2], 0.14)[0] + w * high(x[1:2], 0.14)[0])
     assert blend.sigma_range == (0.0, 100.0) and blend.channels == low.channels
+    low.lipschitz, high.lipschitz = 0.5, 0.9  # the residual is a convex combination of the parts' residuals
+    assert SigmaBlendDenoiser(low, high, 0.1, 0.2).lipschitz == 0.9
 
 
 def test_blend_refuses_an_overlap_outside_a_part_in_one_line():
