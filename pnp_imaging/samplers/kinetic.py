@@ -94,7 +94,9 @@ def step(state: KineticState, problem, prior, params, *, generator: torch.Genera
 def _bounce(x_new: torch.Tensor, v: torch.Tensor, params) -> torch.Tensor:
     """Reverse the velocity of the pixels that ``box_rule`` sends back (``"reflect"``: the
     specular reflection of the Hamiltonian flow at a face; ``"metropolis"``: the momentum flip on
-    rejection of generalised HMC), before the box acts on ``x_new``. ``"clamp"`` keeps it."""
+    rejection of generalised HMC), before the box acts on ``x_new``. ``"clamp"`` keeps it. Per pixel,
+    this is the reflection for a diagonal preconditioner M (inpainting, denoising); with a blur's
+    Fourier-diagonal M it is an approximation (tested against an exact answer only with M diagonal)."""
     if not params.projected or params.box_rule == "clamp":
         return v
     lo, hi = params.clip
