@@ -385,7 +385,8 @@ def _budget_cell(row: Mapping) -> str:
     s = row["sampler"]
     stop = row.get("stop") or {}
     steps = stop.get("iterations") or s.get("n_steps")
-    cell = f"{row.get('map_steps')}+{steps}×{s.get('chains')} {row.get('sampler_used') or s.get('type')}"
+    map_part = f"{row['map_steps']}+" if row.get("map_steps") and row.get("psnr_map") is not None else ""
+    cell = f"{map_part}{steps}×{s.get('chains')} {row.get('sampler_used') or s.get('type')}"
     if stop.get("until"):
         cell += f" ({stop.get('reason')})"
     return cell
