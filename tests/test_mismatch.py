@@ -220,3 +220,19 @@ def test_gmm_bound_holds_in_every_case():
     print(f"{len(rows)} cases, bound < 1 in {len(ratios)}; ratio bound/exact TV: min {min(ratios):.2f}, "
           f"median {np.median(ratios):.1f}, max {max(ratios):.0f}")
     assert len(ratios) >= 10
+
+
+@pytest.mark.parametrize("n_draws", [5, 37, 1000])
+def test_state_reservoir_spreads_its_states_over_a_run_of_any_length(n_draws):
+    """A run-until-converged run stops before its planned length: the kept states must still cover
+    the whole run evenly (the planned n_kept is not used), between half and all of the capacity."""
+    from types import SimpleNamespace
+
+    from pnp_imaging.mismatch.distances import StateReservoir
+
+    res = StateReservoir(n_kept=10_000, chains=2, capacity=16)
+    for i in range(n_draws):
+        res(i, SimpleNamespace(x=torch.full((2, 1, 1, 1), float(i))))
+    idx = res.stacked()[::2].flatten().tolist()
+    assert idx[0] == 0 and len(set(idx[k + 1] - idx[k] for k in range(len(idx) - 1))) <= 1  # evenly spaced
+    assert min(n_draws, 4) <= len(idx) <= 8 and n_draws - 1 - idx[-1] < max(1, res.every)

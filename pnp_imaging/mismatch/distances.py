@@ -22,23 +22,32 @@ __all__ = ["StateReservoir", "denoiser_distance", "operator_distance", "data_dri
 class StateReservoir:
     """Keeps up to ``capacity`` chain states (evenly thinned kept samples, all chains of each).
 
-    An ``on_sample(index, state)`` callback. ``stacked()`` is ``[draws·chains, C, H, W]`` in
-    draw-major order (draw 0 of chains 0..B−1, draw 1, ...), so per-state values reshape to
-    ``(draw, chain)``. Memory is ``capacity × d`` floats (default 64 states).
+    An ``on_sample(index, state)`` callback. It keeps every ``every``-th draw, starting with every
+    draw; when more than ``capacity // chains`` draws are kept, every other one is dropped and
+    ``every`` doubles. So the states stay evenly spread over the whole run, however long it turns
+    out to be (a run-until-converged run stops before ``n_kept``), between half and all of the
+    capacity. ``stacked()`` is ``[draws·chains, C, H, W]`` in draw-major order (draw 0 of chains
+    0..B−1, draw 1, ...), so per-state values reshape to ``(draw, chain)``. Memory is
+    ``capacity × d`` floats (default 64 states). ``n_kept`` (the planned number of kept draws) is
+    not needed any more and kept for the callers.
     """
 
     def __init__(self, n_kept: int, chains: int, capacity: int = 64):
         if capacity < 1:
             raise ValueError(f"mismatch.n_states: must be >= 1, got {capacity}")
-        per = max(1, capacity // max(chains, 1))
-        self.every = max(1, n_kept // per)
+        self.per = max(1, capacity // max(chains, 1))
+        self.every = 1
         self.states: list[torch.Tensor] = []
         self.capacity = capacity
         self.chains = chains
 
     def __call__(self, sample_index: int, state) -> None:
-        if sample_index % self.every == 0 and sum(s.shape[0] for s in self.states) < self.capacity:
-            self.states.append(state.x.detach().clone())
+        if sample_index % self.every:
+            return
+        self.states.append(state.x.detach().clone())
+        if len(self.states) > self.per:
+            self.states = self.states[::2]
+            self.every *= 2
 
     def stacked(self) -> torch.Tensor:
         if not self.states:
