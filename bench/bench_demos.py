@@ -209,9 +209,14 @@ def prepare(config: str, image: str, budget: str, work: Path) -> tuple[dict, dic
 # --------------------------------------------------------------------------------------------
 def weights_used(names) -> list[dict]:
     """One weights record per zoo model in ``names`` (file and sha256 from the zoo manifest,
-    :func:`bench._common.zoo_weights`); a name missing from the manifest gets sha256 None."""
+    :func:`bench._common.zoo_weights`); a composite (``denoisers_zoo.blend``) stands for its two
+    parts' weights; a name missing from the manifest gets sha256 None."""
+    import denoisers_zoo
+
+    composites = denoisers_zoo.read_manifest().get("composites", {})
+    names = [p for n in names if n for p in ((composites[n]["low"], composites[n]["high"]) if n in composites else (n,))]
     out = []
-    for name in dict.fromkeys(n for n in names if n):
+    for name in dict.fromkeys(names):
         try:
             out.append(C.zoo_weights(name))
         except (KeyError, OSError, ValueError) as exc:
