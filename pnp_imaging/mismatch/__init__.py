@@ -16,10 +16,10 @@ De Bortoli, Almansa & Kamilov, ICLR 2024; derivation in ``docs/algorithms.md §m
 The paper's Theorem 1 (its exact inequality and constants) could not be checked, so it is not
 implemented; the bound above is derived here.
 """
-from pnp_imaging.mismatch.bounds import (bounds_with_mcse, mean_and_mcse, mmse_bound, relaxation_horizon, tv_bound,
-                                         tv_from_kl)
+from pnp_imaging.mismatch.bounds import (bounds_with_mcse, horizon_mcse, mean_and_mcse, mmse_bound, relaxation_horizon,
+                                         tv_bound, tv_from_kl)
 from pnp_imaging.mismatch.distances import (StateReservoir, data_drift_distance, denoiser_distance, drift_differences,
                                             operator_distance)
 
-__all__ = ["tv_from_kl", "tv_bound", "mmse_bound", "mean_and_mcse", "relaxation_horizon", "bounds_with_mcse",
-           "StateReservoir", "denoiser_distance", "operator_distance", "data_drift_distance", "drift_differences"]
+__all__ = ["tv_from_kl", "tv_bound", "mmse_bound", "mean_and_mcse", "relaxation_horizon", "horizon_mcse",
+           "bounds_with_mcse", "StateReservoir", "denoiser_distance", "operator_distance", "data_drift_distance", "drift_differences"]

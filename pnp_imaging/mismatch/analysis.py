@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pnp_imaging.mismatch.bounds import bounds_with_mcse, mean_and_mcse, relaxation_horizon
+from pnp_imaging.mismatch.bounds import bounds_with_mcse, horizon_mcse, mean_and_mcse, relaxation_horizon
 from pnp_imaging.mismatch.distances import StateReservoir, drift_differences, operator_distance
 
 __all__ = ["MismatchSetup", "prepare", "reservoir", "analyse", "run_other_chain", "measured_distance", "summary_keys"]
@@ -100,11 +100,14 @@ def analyse(setup: MismatchSetup, parts, post, kernel, states: torch.Tensor, wor
     diff = drift_differences(states, parts.prior, setup.prior2, parts.problem, setup.problem2)
     tau, trace = relaxation_horizon(post.traces, int(post.summary["n_burnin"]))
     horizon = max(1, math.ceil(tau)) if math.isfinite(tau) else 1
+    tau_mcse = horizon_mcse(post.traces[trace], int(post.summary["n_burnin"])) if trace else math.nan
     clip = getattr(kernel.params, "clip", None)
     out: dict[str, Any] = {"reference_denoiser": parts.denoiser_name, "other_denoiser": setup.denoiser_name,
                            "n_states": int(states.shape[0]), "tau_int": tau, "tau_trace": trace,
+                           "tau_int_mcse": tau_mcse,
                            **bounds_with_mcse(_per_state(diff["drift_sq"], chains), n_steps=horizon,
-                                              step_size=float(kernel.params.step_size), box=clip),
+                                              step_size=float(kernel.params.step_size), box=clip,
+                                              n_steps_mcse=tau_mcse if math.isfinite(tau_mcse) else 0.0),
                            "box": list(clip) if clip is not None else None,
                            "bound_applies_to": ("the two PnP-ULA chains" if kernel.name == "pnp-ula" else
                                                 f"the two Langevin diffusions ({kernel.name}'s transitions are not "
