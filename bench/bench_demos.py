@@ -6,8 +6,7 @@ Each demo config (``demos/configs/<name>.yaml``) runs through :func:`pnp_imaging
 own budget (``--budget demo``, the default) or at the ``--fast`` budget of the demo scripts
 (``--budget fast``: plumbing only, the figures mean nothing), once on the config's own image
 and once on a held-out image of the same channel count and size, with the observation simulated
-from it by the same operator and noise (for ``mismatch_kernel``: by the true operator of
-``mismatch.operator``, as ``demos/demo_mismatch_kernel.py`` does). Held-out images (never used
+from it by the same operator and noise. Held-out images (never used
 to train any zoo denoiser; see ``data.held_out`` in ``denoisers_zoo/recipes``) are crops of
 ``skimage.data.astronaut`` written by ``data/make_data.py``: ``data/astronaut_gray_256.png``
 for the 256x256 gray demos and ``data/astronaut_128.png`` for the 128x128 colour demo.
@@ -43,7 +42,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -77,6 +75,7 @@ CRITERIA = {
     "inpainting": "inpainting",
     "diffpir_deblur": "deblur_no_map",  # diffusion samplers start from noise: no MAP to check
     "dps_deblur": "deblur_no_map",
+    "diffpir_inpainting": "inpainting",
     "pnpdm_deblur": "deblur",  # an MCMC: it starts from the MAP like the Langevin demos
 }
 MMSE_MARGIN_DB = 3.0  # deblurring: MMSE PSNR >= PSNR(y) + this
@@ -165,10 +164,9 @@ def held_out_image(shape) -> Path:
     return path
 
 
-def prepare(config: str, image: str, budget: str, work: Path) -> tuple[dict, dict]:
+def prepare(config: str, image: str, budget: str) -> tuple[dict, dict]:
     """``(cfg, info)``: the raw config dict to pass to :func:`pnp_imaging.run` with
-    ``base_dir=demos/configs`` (paths made absolute where this function sets them) and what was
-    changed. ``work``: a folder for a simulated observation (the kernel-mismatch demo)."""
+    ``base_dir=demos/configs`` (the image path made absolute) and what was changed."""
     from pnp_imaging.config import load_config, resolve_config, with_fast_budget
     from pnp_imaging.imageio import read_image
 
@@ -185,22 +183,6 @@ def prepare(config: str, image: str, budget: str, work: Path) -> tuple[dict, dic
     img = own if image == "own" else held_out_image(x_own.shape)
     cfg["image"] = str(img)
     info = {"image_file": os.path.relpath(img, C.ROOT), "shape": list(x_own.shape[1:])}
-    mismatch_op = (cfg.get("mismatch") or {}).get("operator")
-    if mismatch_op is not None:  # data from the TRUE operator, inference with the assumed one (the demo script)
-        from operators.registry import build_noise, build_operator
-        from pnp_imaging.imageio import write_image
-        from pnp_imaging.problem import Problem
-
-        rc = resolve_config(cfg, base_dir=CONFIG_DIR)
-        x = read_image(img)
-        g = torch.Generator().manual_seed(int(rc.seed))
-        true_op = build_operator(rc.mismatch.operator, tuple(x.shape), generator=g)
-        y = Problem.simulate(x, true_op, build_noise(dict(rc.noise)), generator=g).y
-        work.mkdir(parents=True, exist_ok=True)
-        y_path = work / f"{config}_{image}_y.npy"
-        write_image(y_path, y)
-        cfg["observation"] = str(y_path)
-        info["observation"] = "simulated with mismatch.operator (the true operator)"
     return cfg, info
 
 
@@ -248,22 +230,21 @@ def run_one(config: str, image: str, budget: str = "demo", *, progress: bool = F
     row: dict[str, Any] = {"config": config, "image": image, "budget": budget,
                            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench_demos_") as tmp:
-        cfg, info = prepare(config, image, budget, Path(tmp))
-        row.update(info)
-        s_cfg = cfg.get("sampler", {})
-        row["sampler"] = {k: s_cfg.get(k) for k in ("type", "n_steps", "n_burnin", "chains", "stages")}
-        row["map_steps"] = (cfg.get("map") or {}).get("n_steps")
-        out_dir = None if runs_dir is None else Path(runs_dir) / f"{config}_{image}"
-        try:
-            post = pnp_imaging.run(cfg, out_dir=out_dir, progress=progress, base_dir=CONFIG_DIR)
-        except Exception as exc:  # noqa: BLE001 - recorded in the row: the check fails, the bench goes on
-            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            row.update(status="error", error=msg, wall_s=time.perf_counter() - t0, verdict="fail",
-                       criterion=CRITERIA.get(config), checks=[], failed=[f"run raised {msg}"])
-            den = (cfg.get("prior") or {}).get("denoiser") or _default_prior(info["shape"][0])
-            row.update(denoiser=den, provenance=row_provenance([den], git))
-            return row
+    cfg, info = prepare(config, image, budget)
+    row.update(info)
+    s_cfg = cfg.get("sampler", {})
+    row["sampler"] = {k: s_cfg.get(k) for k in ("type", "n_steps", "n_burnin", "chains", "stages")}
+    row["map_steps"] = (cfg.get("map") or {}).get("n_steps")
+    out_dir = None if runs_dir is None else Path(runs_dir) / f"{config}_{image}"
+    try:
+        post = pnp_imaging.run(cfg, out_dir=out_dir, progress=progress, base_dir=CONFIG_DIR)
+    except Exception as exc:  # noqa: BLE001 - recorded in the row: the check fails, the bench goes on
+        msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        row.update(status="error", error=msg, wall_s=time.perf_counter() - t0, verdict="fail",
+                   criterion=CRITERIA.get(config), checks=[], failed=[f"run raised {msg}"])
+        den = (cfg.get("prior") or {}).get("denoiser") or _default_prior(info["shape"][0])
+        row.update(denoiser=den, provenance=row_provenance([den], git))
+        return row
     s = post.summary
     rng = s.get("image_range") or {}
     row.update(
