@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 import torch
+from scipy.optimize import linprog
+from scipy.sparse import coo_matrix, vstack
 from scipy.sparse.linalg import LinearOperator, eigs
 from scipy.special import ndtr
 
@@ -32,14 +34,15 @@ def exact_denoiser() -> GMMDenoiser:
 
 
 class Grid:
-    """Cells of ``[lo, hi]`` of side ``h``; ``X``: centres ``[N, 2]``; ``D``: exact denoiser at the centres."""
+    """Cells of ``[lo, hi]`` of side ``h``; ``X``: centres ``[N, 2]``; ``D``: exact denoiser at the centres,
+    for noise std ``denoiser_std`` (√ε, consistent with the drift's 1/ε; the notebook's is ε^¼)."""
 
-    def __init__(self, h: float, lo=(-2.5, -2.0), hi=(4.5, 12.0)):
+    def __init__(self, h: float, lo=(-2.5, -2.0), hi=(4.5, 12.0), denoiser_std: float = math.sqrt(EPS)):
         self.h, self.lo = h, np.asarray(lo, float)
         self.shape = tuple(int(round((b - a) / h)) for a, b in zip(lo, hi))
         axes = [self.lo[a] + h * (np.arange(self.shape[a]) + 0.5) for a in range(2)]
         self.X = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
-        self.D = exact_denoiser()(torch.from_numpy(self.X), math.sqrt(EPS)).numpy()
+        self.D = exact_denoiser()(torch.from_numpy(self.X), denoiser_std).numpy()
 
     def denoiser_c(self, c: float) -> np.ndarray:
         return np.where(self.X[:, :1] > c, self.D, 0.0)
@@ -71,6 +74,36 @@ class Grid:
         p = np.abs(np.real(vec[:, 0]))
         return p / p.sum()
 
+    def coarsen(self, p: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+        """``p`` summed over blocks of ``factor × factor`` cells (the grid padded with empty cells
+        to a multiple of ``factor``) and the centres of the blocks."""
+        padded = [-(-n // factor) * factor for n in self.shape]
+        full = np.zeros(padded)
+        full[: self.shape[0], : self.shape[1]] = p.reshape(self.shape)
+        coarse = full.reshape(padded[0] // factor, factor, padded[1] // factor, factor).sum((1, 3)).ravel()
+        side = self.h * factor
+        axes = [self.lo[a] + side * (np.arange(padded[a] // factor) + 0.5) for a in range(2)]
+        return coarse, np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
+
 
 def tv(p: np.ndarray, q: np.ndarray) -> float:
     return 0.5 * float(np.abs(p - q).sum())
+
+
+def transport_cost(p: np.ndarray, q: np.ndarray, centres: np.ndarray, power: int, floor: float = 1e-7) -> float:
+    """Exact optimal-transport cost ``min_γ Σ γ_ij |x_i − x_j|^power`` between two laws on the same
+    cells (``W_power^power``): the transport linear programme solved by HiGHS. Cells with mass
+    below ``floor`` are dropped and both laws renormalised (a change of at most the dropped mass
+    times the largest cost)."""
+    i, j = np.flatnonzero(p > floor), np.flatnonzero(q > floor)
+    a, b = p[i] / p[i].sum(), q[j] / q[j].sum()
+    cost = np.linalg.norm(centres[i][:, None] - centres[j][None], axis=-1) ** power
+    n, m = len(i), len(j)
+    cols = np.arange(n * m)
+    rows = coo_matrix((np.ones(n * m), (np.repeat(np.arange(n), m), cols)), shape=(n, n * m))
+    columns = coo_matrix((np.ones(n * m), (np.tile(np.arange(m), n), cols)), shape=(m, n * m))
+    res = linprog(cost.ravel(), A_eq=vstack([rows, columns]).tocsr(), b_eq=np.r_[a, b], bounds=(0, None),
+                  method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"transport LP failed: {res.message}")
+    return float(res.fun)

@@ -155,6 +155,27 @@ def test_gmm_grid_bound_holds_from_the_stationary_law():
     assert any(b < 1.0 and b / e < 60 for _, _, e, b in rows if e > 1e-4)  # not vacuous everywhere
 
 
+def test_transport_cost_of_a_translation_is_exact():
+    """A law moved by whole cells v: W₁ = |v| and W₂² = |v|² (translation is optimal, and |v| =
+    |E X − E Y| ≤ W₁ ≤ W₂), up to the LP solver's tolerance; after coarsening by 2 a shift by
+    two cells is a shift by one block, so the same values come back."""
+    from gmm_grid import Grid, transport_cost
+
+    g = Grid(0.5)
+    rng = np.random.default_rng(0)
+    p = np.zeros(g.shape)
+    p[2:6, 3:9] = rng.random((4, 6))
+    q = np.roll(p, (2, 4), axis=(0, 1))  # v = (2, 4) cells = (1.0, 2.0)
+    p, q = p.ravel() / p.sum(), q.ravel() / q.sum()
+    v2 = 1.0 ** 2 + 2.0 ** 2
+    assert transport_cost(p, q, g.X, 1) == pytest.approx(math.sqrt(v2), rel=1e-7)
+    assert transport_cost(p, q, g.X, 2) == pytest.approx(v2, rel=1e-7)
+    pc, centres = g.coarsen(p, 2)
+    qc, _ = g.coarsen(q, 2)
+    assert pc.sum() == pytest.approx(1.0) and transport_cost(pc, qc, centres, 2) == pytest.approx(v2, rel=1e-7)
+    assert transport_cost(p, p, g.X, 1) == pytest.approx(0.0, abs=1e-9)
+
+
 # ------------------------------------------------------------------ config and run
 def _tiny_image(tmp_path):
     from pnp_imaging.imageio import read_image, write_image
@@ -199,44 +220,63 @@ def test_run_fills_the_mismatch_keys_and_report(tmp_path):
     assert "Model mismatch" in html and "finite-horizon bound" in html and (tmp_path / "out" / "mismatch_map.png").is_file()
 
 
-def _gmm_sweep(h: float, cs):
-    """Per c: pseudometric d(D*, D_c) under π¹ (grid-exact), the stationary TV and mean distance
-    between the grid chains, and the prior-L2 distance (200 000 prior draws)."""
-    from gmm_grid import COVS, Grid, exact_denoiser, tv
+def _gmm_sweep(h: float, cs, denoiser_std: float = math.sqrt(0.05)):
+    """Per c: pseudometric d(D*, D_c) under π¹ (grid-exact), the prior-L2 distance (200 000 prior
+    draws) and the distances between the two stationary laws: TV, between means, W₁, W₂."""
+    from gmm_grid import COVS, Grid, exact_denoiser, transport_cost, tv
 
-    g = Grid(h)
+    g = Grid(h, denoiser_std=denoiser_std)
     pi1 = g.stationary(g.kernel(g.drift(g.D)))
     rng = np.random.default_rng(0)
     z = rng.standard_normal((200_000, 2))
     comp = rng.integers(0, 2, z.shape[0])
     draws = np.where(comp[:, None] == 0, z @ np.linalg.cholesky(COVS[0]).T, z @ np.linalg.cholesky(COVS[1]).T)
-    d_draws = exact_denoiser()(torch.from_numpy(draws), math.sqrt(0.05)).numpy()
+    d_draws = exact_denoiser()(torch.from_numpy(draws), denoiser_std).numpy()
     rows = []
     for c in cs:
         dc = g.denoiser_c(c)
         pi2 = g.stationary(g.kernel(g.drift(dc)))
         d_post = math.sqrt(float(pi1 @ ((g.D - dc) ** 2).sum(1)))
         d_prior = math.sqrt(float(np.mean(np.where(draws[:, 0] > c, 0.0, (d_draws ** 2).sum(1)))))
-        rows.append((c, d_post, d_prior, tv(pi1, pi2), float(np.linalg.norm(pi1 @ g.X - pi2 @ g.X))))
+        p1, centres = g.coarsen(pi1, 5)  # W on blocks of 5 × 5 cells (side 0.5): LP size
+        p2, _ = g.coarsen(pi2, 5)
+        rows.append((c, d_post, d_prior, tv(pi1, pi2), float(np.linalg.norm(pi1 @ g.X - pi2 @ g.X)),
+                     transport_cost(p1, p2, centres, 1), math.sqrt(transport_cost(p1, p2, centres, 2))))
     return np.array(rows)
 
 
 @pytest.mark.slow
 def test_gmm_pseudometric_tracks_the_distance_between_chains():
-    """Renaud et al. (2024)'s cross-mixture study, c ∈ linspace(−5, 5, 50), exact on a 0.1 grid.
-    Measured (Pearson over c): posterior-L2 vs stationary TV 0.935, vs mean distance 0.940;
-    prior-L2 0.899 / 0.896 (the notebook reports 0.977 / 0.887 with its √ε denoiser and W₂² on
-    samples). Both distances saturate (TV at 1) while d keeps growing, which caps Pearson; the
-    relation is monotone (Spearman)."""
+    """Renaud et al. (2024)'s cross-mixture study, c ∈ linspace(−5, 5, 50), exact on a 0.1 grid
+    (Wasserstein distances: exact transport LP between the laws summed over 0.5 × 0.5 blocks).
+    Measured Pearson over c, posterior-L2 (prior-L2): stationary TV 0.935 (0.898), distance
+    between means 0.940 (0.896), W₁ 0.940 (0.896), W₂ 0.937 (0.903), W₂² 0.950 (0.889); the
+    notebook reports 0.977 (0.887) for W₂² on 1000 samples with its √ε denoiser. All distances
+    saturate (chain 2 in the other arm of the cross) while d keeps growing, which caps Pearson;
+    none of TV, W₁, W₂ reaches 0.95, W₂² (not a metric) is at 0.950 for block sides 0.4 to 1.0.
+    The relation is monotone (Spearman ≥ 0.97)."""
     from scipy.stats import spearmanr
 
     r = _gmm_sweep(0.1, np.linspace(-5, 5, 50))
-    for col in (3, 4):
-        post, prior = np.corrcoef(r[:, 1], r[:, col])[0, 1], np.corrcoef(r[:, 2], r[:, col])[0, 1]
-        print(f"distance col {col}: pearson posterior-L2 {post:.3f}, prior-L2 {prior:.3f}, "
-              f"spearman {spearmanr(r[:, 1], r[:, col]).statistic:.3f}")
-        assert post >= 0.92 and post > prior
-        assert spearmanr(r[:, 1], r[:, col]).statistic >= 0.95
+    distances = {"TV": r[:, 3], "mean": r[:, 4], "W1": r[:, 5], "W2": r[:, 6], "W2^2": r[:, 6] ** 2}
+    for name, dist in distances.items():
+        post, prior = np.corrcoef(r[:, 1], dist)[0, 1], np.corrcoef(r[:, 2], dist)[0, 1]
+        rho = spearmanr(r[:, 1], dist).statistic
+        print(f"{name}: pearson posterior-L2 {post:.4f}, prior-L2 {prior:.4f}, spearman {rho:.4f}")
+        assert post >= 0.92 and post > prior and rho >= 0.95, name
+    assert np.corrcoef(r[:, 1], distances["W2^2"])[0, 1] >= 0.945  # measured 0.9499-0.9500
+
+
+@pytest.mark.slow
+def test_gmm_notebook_denoiser_explains_the_published_correlation():
+    """The same sweep with the notebook's denoiser, built for noise variance √ε while the drift
+    divides by ε (an inconsistent model, kept only to explain the published numbers): W₂² gives
+    Pearson 0.977, the notebook's value (measured 0.9773; TV 0.964, W₁ 0.968, W₂ 0.966), so the
+    gap to our 0.950 comes from the denoiser, not from the grid or the distance."""
+    r = _gmm_sweep(0.1, np.linspace(-5, 5, 50), denoiser_std=0.05 ** 0.25)
+    w2_sq = np.corrcoef(r[:, 1], r[:, 6] ** 2)[0, 1]
+    print(f"notebook denoiser: pearson W2^2 {w2_sq:.4f}, TV {np.corrcoef(r[:, 1], r[:, 3])[0, 1]:.4f}")
+    assert 0.97 <= w2_sq <= 0.985 and w2_sq > np.corrcoef(r[:, 2], r[:, 6] ** 2)[0, 1]
 
 
 @pytest.mark.slow
