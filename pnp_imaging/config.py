@@ -42,7 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "operator": {"type": "blur", "kernel": "uniform", "size": 9, "boundary": "circular"},
     "noise": {"type": "gaussian", "sigma": 1.0 / 255.0},
     # denoiser None: the zoo's sampling prior for the image's channel count (denoisers_zoo.default_prior)
-    "prior": {"denoiser": None, "eps": (5.0 / 255.0) ** 2, "alpha": 1.0, "lipschitz": None},
+    # batch_chunk: chains per denoiser call (int), auto (priors.AUTO_CHUNK_PIXELS pixels per call) or null (all)
+    "prior": {"denoiser": None, "eps": (5.0 / 255.0) ** 2, "alpha": 1.0, "lipschitz": None, "batch_chunk": "auto"},
     # loop keys; the family's own options (e.g. stages, eta, step_size, box) sit in the same section
     # type auto: AUTO_SAMPLERS["exact"] where the data term has an exact flow, else AUTO_SAMPLERS["explicit"]
     "sampler": {"type": "auto", "n_steps": 2000, "n_burnin": 200, "thin": 1, "chains": 2,
@@ -99,6 +100,7 @@ class PriorConfig:
     eps: float
     alpha: float
     lipschitz: float | None
+    batch_chunk: int | str | None = "auto"
 
     @classmethod
     def from_dict(cls, d: dict) -> "PriorConfig":
@@ -111,7 +113,10 @@ class PriorConfig:
         lip = d["lipschitz"]
         if lip is not None:
             _positive("prior.lipschitz", lip)
-        return cls(name, _positive("prior.eps", d["eps"]), _positive("prior.alpha", d["alpha"]), lip)
+        chunk = d["batch_chunk"]
+        if chunk not in (None, "auto"):
+            _int("prior.batch_chunk", chunk, 1)
+        return cls(name, _positive("prior.eps", d["eps"]), _positive("prior.alpha", d["alpha"]), lip, chunk)
 
 
 @dataclass(frozen=True)

@@ -205,8 +205,8 @@ class P2Quantiles:
         self.d = d
         n_p = len(probs)
         self.count: int = 0
-        self.q = np.zeros((n_p, d, 5), dtype=np.float64)
-        self.npos = np.zeros((n_p, d, 5), dtype=np.int64)
+        self.q = np.full((n_p, d, 5), 0.0)  # full, not zeros: pages written now (as DrawReservoir's)
+        self.npos = np.full((n_p, d, 5), 0, dtype=np.int64)
         pr = np.asarray(probs)[:, None]
         self.desired = np.hstack([np.ones_like(pr), 1 + 2 * pr, 1 + 4 * pr, 3 + 2 * pr, 5 + 0 * pr])
         self.dn = np.hstack([0 * pr, pr / 2, pr, (1 + pr) / 2, 1 + 0 * pr])
@@ -298,8 +298,10 @@ class DrawReservoir:
         if self.capacity % 2:
             raise ValueError(f"capacity: must be even (slots are merged in pairs), got {capacity}")
         self.stride, self.n_slots, self.in_slot = 1, 0, 0
-        self.means = torch.empty((self.capacity, *self.shape), dtype=torch.float32, device=device)
-        self.draws = torch.empty_like(self.means) if keep_draws else None
+        # zeros, not empty: the pages are written now, so a run that does not fit in memory fails at
+        # the start rather than when the reservoir fills, and a short run shows a long run's footprint
+        self.means = torch.zeros((self.capacity, *self.shape), dtype=torch.float32, device=device)
+        self.draws = torch.zeros_like(self.means) if keep_draws else None
         self.acc = torch.zeros(self.shape, dtype=torch.float64, device=device)
 
     def update(self, x: torch.Tensor) -> None:
