@@ -219,7 +219,16 @@ def _notes(failed: list[dict]) -> str:
         "The trace buffer is O(n_steps x n_traces x chains) float64 scalars (trace_buffer_bytes) and is the only "
         "allocation growing with n_steps; it is negligible. Not measured: GPU memory, checkpoint I/O, "
         "multi-chain scaling, the denoiser's own working memory vs image size. RSS differences below a few MB "
-        "are allocator noise." + ("" if not failed else f" {len(failed)} child run(s) FAILED, see raw.runs.")
+        "are allocator noise. Large part (ratios.large, raw.large): peak RSS (ru_maxrss from wait4) of the CLI "
+        "`pnp-imaging run` at 512² and 1024² gray, 8 chains, a few MAP and sampler steps (the peak is reached in "
+        "the first step: the statistics' buffers are written when created), with prior.batch_chunk auto (the "
+        "default) and None (one denoiser call on the whole batch, the behaviour before batch_chunk); the breakdown "
+        "comes from a probe process building the same run: bytes of each component's tensors/arrays, the runtime "
+        "(RSS after imports and set-up), and the transient of one denoiser call on the chain batch (VmHWM after a "
+        "reset minus VmRSS); 'other' is the rest of the measured peak (sampler temporaries, MAP, numba, allocator). "
+        "long_run_peak_gb_upper adds the checkpoint's copy of a full draw reservoir (a long run). Ratios: peak / "
+        "bytes of one chain batch, chunked / whole-batch peak." +
+        ("" if not failed else f" {len(failed)} child run(s) FAILED, see raw.")
     )
 
 
@@ -231,13 +240,14 @@ def _notes(failed: list[dict]) -> str:
 #: is reached in the first step), MAP steps, and the batch_chunk settings compared ("auto": the
 #: default; None: the whole batch in one denoiser call, the behaviour before batch_chunk existed)
 LARGE = {
-    "smoke": dict(sizes=[32], chains=2, samplers=["skrock", "auto"], steps={"default": {"skrock": 3, "auto": 3}},
-                  map_steps=2, chunks=["auto", None]),
-    "quick": dict(sizes=[256], chains=8, samplers=["skrock", "auto"], steps={"default": {"skrock": 3, "auto": 3}},
-                  map_steps=2, chunks=["auto", None]),
-    "full": dict(sizes=[512, 1024], chains=8, samplers=["skrock", "auto"],
-                 steps={"512": {"skrock": 6, "auto": 3}, "default": {"skrock": 3, "auto": 3}}, map_steps=3,
-                 chunks=["auto", None]),
+    "smoke": dict(sizes=[32], chains=2, samplers=["skrock", "auto"], steps={"skrock": 3, "auto": 3}, map_steps=2,
+                  chunks=["auto", None], skrock_stages={}, skip=[]),
+    "quick": dict(sizes=[256], chains=8, samplers=["skrock", "auto"], steps={"skrock": 3, "auto": 3}, map_steps=2,
+                  chunks=["auto", None], skrock_stages={}, skip=[]),
+    # 1024²: SK-ROCK with 3 stages (its peak is that of one stage; 10 stages would only take longer)
+    # and no whole-batch SK-ROCK run (the whole-batch peak at 1024² is measured with the default sampler)
+    "full": dict(sizes=[512, 1024], chains=8, samplers=["skrock", "auto"], steps={"skrock": 3, "auto": 3},
+                 map_steps=3, chunks=["auto", None], skrock_stages={"1024": 3}, skip=["1024_skrock_None"]),
 }
 TARGET_GB = {512: 2.0, 1024: 8.0}  # issue targets: peak RSS of a run with 8 gray chains
 
@@ -260,9 +270,11 @@ def _large_image(size: int, folder) -> str:
 def _run_config(spec: dict) -> dict:
     """The CLI config of one large-image run (the CLI defaults plus the few settings below)."""
     n = spec["steps"]
-    return {"seed": 0, "image": spec["image"], "device": "cpu", "checkpoint_every": 500,
+    sampler = {"type": spec["sampler"], "n_steps": n, "n_burnin": max(1, n // 3), "chains": spec["chains"]}
+    if spec.get("stages"):
+        sampler["stages"] = spec["stages"]
+    return {"seed": 0, "image": spec["image"], "device": "cpu", "checkpoint_every": 500, "sampler": sampler,
             "prior": {"batch_chunk": spec["batch_chunk"], "denoiser": spec["denoiser"]},
-            "sampler": {"type": spec["sampler"], "n_steps": n, "n_burnin": max(1, n // 3), "chains": spec["chains"]},
             "map": {"n_steps": spec["map_steps"]}}
 
 
@@ -386,9 +398,12 @@ def _large_cells(args, plan: dict, folder) -> list[dict]:
         image = _large_image(size, folder)
         for sampler in plan["samplers"]:
             for chunk in plan["chunks"]:
+                if f"{size}_{sampler}_{chunk}" in plan["skip"]:
+                    continue
                 spec = {"size": size, "sampler": sampler, "batch_chunk": chunk, "chains": plan["chains"],
-                        "steps": plan["steps"].get(str(size), plan["steps"]["default"])[sampler], "map_steps": plan["map_steps"], "image": image,
-                        "denoiser": args.denoiser}
+                        "steps": plan["steps"][sampler], "map_steps": plan["map_steps"], "image": image,
+                        "denoiser": args.denoiser,
+                        "stages": plan["skrock_stages"].get(str(size)) if sampler == "skrock" else None}
                 C.log(f"{NAME}: {size}² {sampler} batch_chunk={chunk}: CLI run, then probe")
                 run = _cli_peak(args, spec, folder)
                 cells.append({"spec": spec, "run": run, "probe": _spawn_probe(args, spec)})

@@ -1,0 +1,122 @@
+"""Peak memory levers: the denoiser evaluated on the chain batch in chunks (``prior.batch_chunk``)
+gives the same output and the same estimates as one call on the whole batch."""
+from __future__ import annotations
+
+import denoisers_zoo
+import pytest
+import torch
+
+from pnp_imaging import priors
+from pnp_imaging.config import ConfigError, resolve_config
+from pnp_imaging.priors import ScorePrior, batch_chunk_size
+
+EPS = (5.0 / 255.0) ** 2
+
+
+class CountingDenoiser(torch.nn.Module):
+    """Wraps a denoiser and records the batch size of every call."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, []
+        for attr in ("name", "channels", "sigma_range", "blind", "lipschitz"):
+            setattr(self, attr, getattr(inner, attr))
+
+    def forward(self, x, sigma):
+        self.calls.append(x.shape[0])
+        return self.inner(x, sigma)
+
+
+def _batch(chains: int, size: int, dtype=torch.float32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    return torch.rand(chains, 1, size, size, generator=g, dtype=dtype)
+
+
+@pytest.mark.parametrize("name,size,dtype", [("lipdncnn_gray_s5", 48, torch.float32),
+                                             ("lipdncnn_gray_s5", 48, torch.float64),
+                                             ("drunet_gray", 128, torch.float32)])
+def test_chunked_denoiser_equals_whole_batch_bit_for_bit(name, size, dtype):
+    """From these sizes up (every feature map >= 16²) torch's CPU convolution computes each
+    image of a batch the same way whatever the batch size; smaller: next test."""
+    den = CountingDenoiser(denoisers_zoo.load(name).to(dtype=dtype).eval())
+    x = _batch(3, size, dtype)
+    whole = ScorePrior(den, eps=EPS, lipschitz=1.0, batch_chunk=None).denoise(x)
+    assert den.calls == [3]
+    den.calls.clear()
+    chunked = ScorePrior(den, eps=EPS, lipschitz=1.0, batch_chunk=2).denoise(x)
+    assert den.calls == [2, 1]  # uneven last chunk
+    assert chunked.dtype == whole.dtype and torch.equal(chunked, whole)
+    if name == "drunet_gray":
+        return
+    # the score goes through the same path
+    den.calls.clear()
+    assert torch.equal(ScorePrior(den, eps=EPS, lipschitz=1.0, batch_chunk=1).score(x),
+                       ScorePrior(den, eps=EPS, lipschitz=1.0, batch_chunk=None).score(x))
+    assert den.calls == [1] * 3 + [3]
+
+
+def test_tiny_images_agree_to_one_ulp():
+    """On small feature maps (lipdncnn below 32², DRUNet below 128², whose deepest level is 8x
+    smaller) torch's CPU convolution picks its algorithm by the batch size too, so chunks may
+    differ in the last bits (measured 1.5e-7 at 16² for lipdncnn, 4.8e-7 at 48² for DRUNet,
+    float32); ``batch_chunk="auto"`` only splits batches of more than 2^19 pixels."""
+    den = denoisers_zoo.load("lipdncnn_gray_s5").eval()
+    x = _batch(5, 16)
+    whole = ScorePrior(den, eps=EPS, lipschitz=1.0, batch_chunk=None).denoise(x)
+    chunked = ScorePrior(den, eps=EPS, lipschitz=1.0, batch_chunk=1).denoise(x)
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=4 * torch.finfo(torch.float32).eps)
+
+
+def test_auto_chunk_follows_the_pixel_budget(monkeypatch):
+    assert batch_chunk_size(None, (8, 1, 512, 512)) is None
+    assert batch_chunk_size(3, (8, 1, 512, 512)) == 3
+    assert batch_chunk_size("auto", (8, 1, 256, 256)) == 8  # 2^19 pixels: one call
+    assert batch_chunk_size("auto", (8, 1, 512, 512)) == 2
+    assert batch_chunk_size("auto", (8, 1, 1024, 1024)) == 1  # never below one chain
+    assert batch_chunk_size("auto", (8, 3, 256, 256)) == 2
+    monkeypatch.setattr(priors, "AUTO_CHUNK_PIXELS", 2 * 16 * 16)
+    den = CountingDenoiser(denoisers_zoo.load("lipdncnn_gray_s5").eval())
+    out = ScorePrior(den, eps=EPS, lipschitz=1.0).denoise(_batch(5, 16))  # default: auto
+    assert den.calls == [2, 2, 1] and out.shape == (5, 1, 16, 16)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "all"])
+def test_bad_batch_chunk_is_a_one_line_error(bad):
+    with pytest.raises(ValueError, match="batch_chunk") as err:
+        ScorePrior(lambda x, s: x, eps=EPS, batch_chunk=bad)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="prior.batch_chunk") as err:
+        resolve_config({"image": "data/cameraman.png", "prior": {"batch_chunk": bad}})
+    assert "\n" not in str(err.value)
+
+
+def test_config_batch_chunk_reaches_the_prior():
+    from pnp_imaging.api import build_components
+
+    for value in ("auto", None, 3):
+        cfg = resolve_config({"image": "data/cameraman.png", "prior": {"batch_chunk": value}})
+        assert cfg.to_dict()["prior"]["batch_chunk"] == value
+        assert build_components(cfg, generator=torch.Generator().manual_seed(0)).prior.batch_chunk == value
+
+
+@pytest.mark.parametrize("sampler", ["skrock", "pnp-kinetic-exp"])
+def test_estimates_identical_with_and_without_chunks(sampler, tmp_path):
+    """The whole sampling pipeline (chains, statistics, traces) gives the same bits."""
+    import pnp_imaging
+    from pnp_imaging.imageio import read_image, write_image
+    from pnp_imaging.problem import Problem
+
+    write_image(tmp_path / "crop.png", read_image("data/cameraman.png")[..., 100:140, 100:140])
+    problem = Problem.from_config({"image": str(tmp_path / "crop.png"),
+                                   "operator": {"type": "blur", "kernel": "uniform", "size": 5}},
+                                  generator=torch.Generator().manual_seed(0))
+    den = denoisers_zoo.load("lipdncnn_gray_s5").eval()
+    posts = []
+    for chunk in (None, 1):
+        prior = ScorePrior(den, eps=EPS, lipschitz=1.0, batch_chunk=chunk)
+        posts.append(pnp_imaging.sample(problem, prior, sampler, generator=torch.Generator().manual_seed(1),
+                                        n_steps=12, n_burnin=2, chains=3))
+    a, b = posts
+    for key in ("mmse", "std", "lower", "upper"):
+        assert torch.equal(getattr(a, key), getattr(b, key)), key
+    assert torch.equal(a.mmse, b.mmse) and not torch.equal(a.mmse, a.mmse.mean().expand_as(a.mmse))
