@@ -8,11 +8,17 @@ takes a std; passing ε there squares it again).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 
-__all__ = ["ScorePrior", "AUTO_CHUNK_PIXELS", "batch_chunk_size"]
+__all__ = ["ScorePrior", "AUTO_CHUNK_PIXELS", "PRECISIONS", "batch_chunk_size"]
+
+#: ``precision`` of the denoiser's evaluation: ``full`` (the dtype of the chains) or ``bfloat16``
+#: (``torch.autocast``: convolutions and matrix products in bfloat16, everything else, the
+#: chains and the statistics in the run's dtype; ``docs/algorithms.md §memory``)
+PRECISIONS = ("full", "bfloat16")
 
 #: ``batch_chunk="auto"``: at most this many pixels (chains x channels x H x W) per denoiser call,
 #: i.e. 8 chains of 256² gray in one call, one chain per call from 724² gray up. A call's
@@ -41,6 +47,12 @@ def _check_batch_chunk(batch_chunk):
     return batch_chunk
 
 
+def _check_precision(precision):
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
 class ScorePrior:
     r"""``score(x) = α (D(x, √ε) − x) / ε``.
 
@@ -59,6 +71,10 @@ class ScorePrior:
             peak memory of large batches; the denoiser acts on each chain separately, so the
             output is the same (bit for bit for the zoo's networks on the CPU, tested in
             ``tests/test_memory.py``).
+        precision: ``"full"`` (default) or ``"bfloat16"``: the denoiser runs under
+            ``torch.autocast`` in bfloat16 (float32 chains only; reduced-precision mode: faster on hardware with
+            bfloat16 units, less activation memory; its measured effect on the estimates is in
+            ``docs/algorithms.md §memory``). Its output is cast back to the chains' dtype.
 
     Attributes:
         sigma: ``√ε``, the std passed to the denoiser.
@@ -77,8 +93,9 @@ class ScorePrior:
     """
 
     def __init__(self, denoiser, eps: float, alpha: float = 1.0, *, lipschitz: float | None = None,
-                 batch_chunk: int | str | None = "auto"):
+                 batch_chunk: int | str | None = "auto", precision: str = "full"):
         self.batch_chunk = _check_batch_chunk(batch_chunk)
+        self.precision = _check_precision(precision)
         eps = float(eps)
         alpha = float(alpha)
         if not (math.isfinite(eps) and eps > 0):
@@ -124,11 +141,17 @@ class ScorePrior:
         return self.alpha * self.residual_lipschitz / self.eps
 
     def denoise(self, x: torch.Tensor) -> torch.Tensor:
-        """``D(x, √ε)`` on the batch, ``batch_chunk`` chains per call (no autograd graph)."""
+        """``D(x, √ε)`` on the batch, ``batch_chunk`` chains per call, in ``precision`` (no
+        autograd graph); the dtype of ``x``."""
         chunk = batch_chunk_size(self.batch_chunk, x.shape)
-        with torch.no_grad():
+        reduced = self.precision == "bfloat16"
+        if reduced and x.dtype != torch.float32:
+            raise ValueError(f"precision: bfloat16 applies to float32 chains (autocast leaves {x.dtype} as it is); "
+                             "use dtype float32 or precision full")
+        mode = torch.autocast(x.device.type, dtype=torch.bfloat16) if reduced else contextlib.nullcontext()
+        with torch.no_grad(), mode:
             if chunk is None or x.shape[0] <= chunk:
-                return self.denoiser(x, self.sigma)
+                return self.denoiser(x, self.sigma).to(x.dtype)
             out = torch.empty_like(x)
             for start in range(0, x.shape[0], chunk):
                 out[start:start + chunk] = self.denoiser(x[start:start + chunk], self.sigma)
@@ -142,4 +165,5 @@ class ScorePrior:
 
     def __repr__(self) -> str:
         name = getattr(self.denoiser, "name", type(self.denoiser).__name__)
-        return f"ScorePrior({name}, eps={self.eps:.6g}, alpha={self.alpha:g}, L={self.residual_lipschitz})"
+        extra = "" if self.precision == "full" else f", precision={self.precision}"
+        return f"ScorePrior({name}, eps={self.eps:.6g}, alpha={self.alpha:g}, L={self.residual_lipschitz}{extra})"

@@ -108,15 +108,47 @@ def test_estimates_identical_with_and_without_chunks(sampler, tmp_path):
 
     write_image(tmp_path / "crop.png", read_image("data/cameraman.png")[..., 100:140, 100:140])
     problem = Problem.from_config({"image": str(tmp_path / "crop.png"),
-                                   "operator": {"type": "blur", "kernel": "uniform", "size": 5}},
+                                   "operator": {"type": "blur", "kernel": "uniform", "size": 5},
+                                   "noise": {"type": "gaussian", "sigma": 0.02}},
                                   generator=torch.Generator().manual_seed(0))
     den = denoisers_zoo.load("lipdncnn_gray_s5").eval()
     posts = []
     for chunk in (None, 1):
         prior = ScorePrior(den, eps=EPS, lipschitz=1.0, batch_chunk=chunk)
         posts.append(pnp_imaging.sample(problem, prior, sampler, generator=torch.Generator().manual_seed(1),
-                                        n_steps=12, n_burnin=2, chains=3))
+                                        n_steps=12, n_burnin=2, chains=3,
+                                        **({"stages": 3} if sampler == "skrock" else {})))
     a, b = posts
     for key in ("mmse", "std", "lower", "upper"):
         assert torch.equal(getattr(a, key), getattr(b, key)), key
     assert torch.equal(a.mmse, b.mmse) and not torch.equal(a.mmse, a.mmse.mean().expand_as(a.mmse))
+
+
+def test_bfloat16_mode_runs_the_network_in_bfloat16_and_returns_the_chains_dtype():
+    """bfloat16 keeps 8 significant bits (relative rounding 2^-9 = 2e-3 per operation), so the
+    output moves by ~1e-3 on [0, 1] images but not by more than 2e-2; the full mode is untouched."""
+    dtype = torch.float32
+    den = denoisers_zoo.load("lipdncnn_gray_s5").eval()
+    seen = []
+    den.net.body[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    x = _batch(3, 32, dtype)
+    full = ScorePrior(den, eps=EPS, lipschitz=1.0).denoise(x)
+    reduced = ScorePrior(den, eps=EPS, lipschitz=1.0, precision="bfloat16").denoise(x)
+    assert seen == [dtype, torch.bfloat16]
+    assert reduced.dtype == dtype and full.dtype == dtype
+    gap = float((reduced - full).abs().max())
+    assert 1e-5 < gap < 2e-2, gap
+    with pytest.raises(ValueError, match="float32 chains"):  # autocast would silently do nothing
+        ScorePrior(den.double(), eps=EPS, lipschitz=1.0, precision="bfloat16").denoise(x.double())
+
+
+def test_bad_precision_is_a_one_line_error():
+    with pytest.raises(ValueError, match="precision") as err:
+        ScorePrior(lambda x, s: x, eps=EPS, precision="float8")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="prior.precision"):
+        resolve_config({"image": "data/cameraman.png", "prior": {"precision": "half"}})
+    with pytest.raises(ConfigError, match="float32 chains"):
+        resolve_config({"image": "data/cameraman.png", "dtype": "float64", "prior": {"precision": "bfloat16"}})
+    assert resolve_config({"image": "data/cameraman.png", "prior": {"precision": "bfloat16"}}).prior.precision == \
+        "bfloat16"
