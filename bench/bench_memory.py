@@ -66,6 +66,11 @@ def build_parser():
                          "other part's figures of the existing JSON")
     ap.add_argument("--large-sizes", dest="large_sizes", default=None,
                     help="comma-separated image sizes of the large part (default 512,1024; quick 256)")
+    ap.add_argument("--large-samplers", dest="large_samplers", default=None,
+                    help="comma-separated samplers of the large part (default skrock,auto)")
+    ap.add_argument("--merge", nargs="*", default=None,
+                    help="instead of measuring: merge the large parts of these bench_memory.json files (each run "
+                         "with other --large-sizes/--large-samplers) into --out's JSON")
     ap.add_argument("--child", default=None, help=argparse_hidden())
     ap.add_argument("--probe", default=None, help=argparse_hidden())
     return ap
@@ -472,7 +477,8 @@ def _large(args) -> tuple[dict, dict, dict, list]:
     import tempfile
 
     plan = LARGE["smoke" if args.smoke else ("quick" if args.quick else "full")]
-    plan = {**plan, "sizes": [int(v) for v in args.large_sizes.split(",")] if args.large_sizes else plan["sizes"]}
+    plan = {**plan, "sizes": [int(v) for v in args.large_sizes.split(",")] if args.large_sizes else plan["sizes"],
+            "samplers": args.large_samplers.split(",") if args.large_samplers else plan["samplers"]}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_memory_") as folder:
         cells = _large_cells(args, plan, folder)
