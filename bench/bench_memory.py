@@ -490,6 +490,24 @@ def _large(args) -> tuple[dict, dict, dict, list]:
     return config, {"cells": cells, "bench_wall_s": time.perf_counter() - t0}, _large_ratios(cells), failed
 
 
+def _merged_large(paths: list[str]) -> tuple[dict, dict, dict, list]:
+    """The large parts of several result files as one: cells concatenated, ratios recomputed,
+    each source's command, provenance and machine load kept in ``raw.large.sources``."""
+    cells, sources, config = [], [], {}
+    for path in paths:
+        with open(path) as f:
+            doc = json.load(f)
+        cells += doc["raw"]["large"]["cells"]
+        config = {**doc["config"]["large"], **config}
+        sources.append({"file": str(path), "command": doc["command"], "provenance": doc["provenance"],
+                        "created_utc": doc["created_utc"], "loadavg_at_end": doc["machine"].get("loadavg_at_end"),
+                        "bench_wall_s": doc["raw"]["large"]["bench_wall_s"]})
+    config["sizes"] = sorted({c["spec"]["size"] for c in cells})
+    config["samplers"] = sorted({c["spec"]["sampler"] for c in cells})
+    failed = [c for c in cells if "error" in c["run"] or "error" in c["probe"]]
+    return config, {"cells": cells, "sources": sources}, _large_ratios(cells), failed
+
+
 def _previous(args) -> dict:
     path = os.path.join(args.out, f"{NAME}.json")
     try:
@@ -507,16 +525,19 @@ def main(argv: list[str] | None = None) -> dict:
     if args.probe:
         print(json.dumps(probe(args, json.loads(args.probe))), flush=True)
         return {}
-    old = _previous(args) if args.part != "both" else {}
+    old = _previous(args) if args.part != "both" or args.merge else {}
     config, raw, ratios = dict(old.get("config", {})), dict(old.get("raw", {})), dict(old.get("ratios", {}))
     den_info, failed = old.get("denoiser"), []
-    if args.part in ("flat", "both"):
+    if args.part in ("flat", "both") and not args.merge:
         large_keys = {k: config.get(k) for k in ("large",) if k in config}
         config, den_info, raw_flat, ratios_flat, failed = _flat(args, cfg)
         config.update(large_keys)
         raw = {**raw_flat, **({"large": raw["large"]} if "large" in raw else {})}
         ratios = {**ratios_flat, **({"large": ratios["large"]} if "large" in ratios else {})}
-    if args.part in ("large", "both"):
+    if args.merge:
+        config["large"], raw["large"], ratios["large"], bad = _merged_large(args.merge)
+        failed += bad
+    elif args.part in ("large", "both"):
         config["large"], raw["large"], ratios["large"], bad = _large(args)
         failed += bad
         den_info = den_info or C.load_denoiser(args.denoiser, args.fallback)[1]
