@@ -22,8 +22,8 @@ PRECISIONS = ("full", "bfloat16")
 
 #: ``batch_chunk="auto"``: at most this many pixels (chains x channels x H x W) per denoiser call,
 #: i.e. 8 chains of 256² gray in one call, one chain per call from 724² gray up. A call's
-#: transient memory is proportional to its pixels (for lipdncnn_gray_s5, float32: ~0.5 kB per
-#: pixel, measured in ``bench/bench_memory.py``), so this caps it at ~0.25 GB whatever the batch.
+#: transient memory is proportional to its pixels (for lipdncnn_gray_s5, float32: ~0.4 kB per
+#: pixel, measured in ``bench/bench_memory.py``), so this caps it at ~0.2 GB whatever the batch.
 AUTO_CHUNK_PIXELS = 2**19
 
 
