@@ -298,8 +298,8 @@ class DrawReservoir:
         if self.capacity % 2:
             raise ValueError(f"capacity: must be even (slots are merged in pairs), got {capacity}")
         self.stride, self.n_slots, self.in_slot = 1, 0, 0
-        # zeros, not empty: the pages are written now, so a run that does not fit in memory fails at
-        # the start rather than when the reservoir fills, and a short run shows a long run's footprint
+        # zeros, not empty: the pages are written now, so a run that does not fit in memory runs out
+        # of it at the start rather than when the reservoir fills, and a short run shows a long run's footprint
         self.means = torch.zeros((self.capacity, *self.shape), dtype=torch.float32, device=device)
         self.draws = torch.zeros_like(self.means) if keep_draws else None
         self.acc = torch.zeros(self.shape, dtype=torch.float64, device=device)
