@@ -231,7 +231,8 @@ def _notes(failed: list[dict]) -> str:
         "comes from a probe process building the same run: bytes of each component's tensors/arrays, the runtime "
         "(RSS after imports and set-up), and the transient of one denoiser call on the chain batch (VmHWM after a "
         "reset minus VmRSS); 'other' is the rest of the measured peak (sampler temporaries, MAP, numba, allocator). "
-        "long_run_peak_gb_upper adds the checkpoint's copy of a full draw reservoir (a long run). Ratios: peak / "
+        "peak_plus_full_reservoir_checkpoint_copy_gb adds the checkpoint's copy of a full draw reservoir (a long "
+        "run; computed, and not the only long-run transient: see docs/algorithms.md §memory). Ratios: peak / "
         "bytes of one chain batch, chunked / whole-batch peak." +
         ("" if not failed else f" {len(failed)} child run(s) FAILED, see raw.")
     )
@@ -432,7 +433,7 @@ def _cell_figures(cell: dict) -> dict:
                              "denoiser_call_transient": pr["denoiser_call_peak_bytes"] / 1e9,
                              "other (sampler temporaries, MAP, allocator)": (peak - known
                                                                              - pr["denoiser_call_peak_bytes"]) / 1e9},
-            "long_run_peak_gb_upper": (peak + unfilled) / 1e9}
+            "peak_plus_full_reservoir_checkpoint_copy_gb": (peak + unfilled) / 1e9}
 
 
 def _large_ratios(cells: list[dict]) -> dict:
