@@ -291,6 +291,9 @@ class DrawReservoir:
       it is the classical batch-means estimator (Flegal & Jones 2010).
     """
 
+    #: pixels per block of :meth:`mcse_mean` (its float64 copies: ~8·capacity·B bytes per pixel of a block)
+    MCSE_BLOCK = 2**14
+
     def __init__(self, shape: Sequence[int], capacity: int = 64, *, keep_draws: bool = True,
                  device: str | torch.device = "cpu") -> None:
         self.shape = tuple(int(s) for s in shape)
@@ -339,14 +342,19 @@ class DrawReservoir:
 
     def mcse_mean(self) -> torch.Tensor:
         """Per-pixel MCSE of the mean over chains and draws, ``[*shape[1:]]`` float64 (NaN with
-        fewer than 4 complete slots)."""
+        fewer than 4 complete slots). Computed by blocks of :attr:`MCSE_BLOCK` pixels (each
+        pixel's figure depends on its own series only; the same numbers as in one pass, tested),
+        so the float64 working copies stay small whatever the image size."""
         from pnp_imaging.diagnostics import mcse_mean_pixels
 
-        series = self.means[: self.n_slots].double().cpu().numpy()  # (slot, chain, *pixels)
-        series = series.reshape(self.n_slots, self.shape[0], -1).transpose(1, 0, 2)
         if self.n_slots < 4:
             return torch.full(self.shape[1:], float("nan"), dtype=torch.float64)
-        return torch.from_numpy(mcse_mean_pixels(series)).reshape(self.shape[1:])
+        flat = self.means[: self.n_slots].reshape(self.n_slots, self.shape[0], -1)  # (slot, chain, pixel)
+        out = np.empty(flat.shape[2])
+        for start in range(0, flat.shape[2], self.MCSE_BLOCK):
+            block = flat[:, :, start:start + self.MCSE_BLOCK].double().cpu().numpy().transpose(1, 0, 2)
+            out[start:start + self.MCSE_BLOCK] = mcse_mean_pixels(block)
+        return torch.from_numpy(out).reshape(self.shape[1:])
 
     def state_dict(self) -> dict:
         return {"stride": self.stride, "n_slots": self.n_slots, "in_slot": self.in_slot, "capacity": self.capacity,

@@ -3,6 +3,7 @@ gives the same output and the same estimates as one call on the whole batch."""
 from __future__ import annotations
 
 import denoisers_zoo
+import numpy as np
 import pytest
 import torch
 
@@ -152,3 +153,22 @@ def test_bad_precision_is_a_one_line_error():
         resolve_config({"image": "data/cameraman.png", "dtype": "float64", "prior": {"precision": "bfloat16"}})
     assert resolve_config({"image": "data/cameraman.png", "prior": {"precision": "bfloat16"}}).prior.precision == \
         "bfloat16"
+
+
+def test_reservoir_mcse_by_blocks_equals_one_pass(monkeypatch):
+    """The per-pixel MCSE computed by blocks of pixels (bounded float64 copies) gives the same
+    numbers as one pass over all pixels, bit for bit (each pixel's figure uses its own series)."""
+    from pnp_imaging.diagnostics import mcse_mean_pixels
+    from pnp_imaging.stats import DrawReservoir
+
+    g = torch.Generator().manual_seed(5)
+    res = DrawReservoir((3, 1, 9, 7), capacity=8, keep_draws=False)
+    walk = torch.zeros(3, 1, 9, 7)
+    for _ in range(40):  # AR(1) draws: correlated, so the ESS is not trivial
+        walk = 0.8 * walk + torch.randn(3, 1, 9, 7, generator=g)
+        res.update(walk)
+    series = res.means[: res.n_slots].double().numpy().reshape(res.n_slots, 3, -1).transpose(1, 0, 2)
+    one_pass = mcse_mean_pixels(series).reshape(1, 9, 7)
+    monkeypatch.setattr(DrawReservoir, "MCSE_BLOCK", 10)  # 63 pixels: 7 blocks, the last one ragged
+    blocks = res.mcse_mean().numpy()
+    assert np.isfinite(one_pass).all() and np.array_equal(blocks, one_pass)
