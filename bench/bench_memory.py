@@ -231,8 +231,7 @@ def _notes(failed: list[dict]) -> str:
         "comes from a probe process building the same run: bytes of each component's tensors/arrays, the runtime "
         "(RSS after imports and set-up), and the transient of one denoiser call on the chain batch (VmHWM after a "
         "reset minus VmRSS); 'other' is the rest of the measured peak (sampler temporaries, MAP, numba, allocator). "
-        "peak_plus_full_reservoir_checkpoint_copy_gb adds the checkpoint's copy of a full draw reservoir (a long "
-        "run; computed, and not the only long-run transient: see docs/algorithms.md §memory). Ratios: peak / "
+        "Ratios: peak / "
         "bytes of one chain batch, chunked / whole-batch peak." +
         ("" if not failed else f" {len(failed)} child run(s) FAILED, see raw.")
     )
@@ -418,13 +417,12 @@ def _large_cells(args, plan: dict, folder) -> list[dict]:
 
 def _cell_figures(cell: dict) -> dict:
     """Peak, breakdown and ratios of one cell (peak over the bytes of one chain batch)."""
-    run, pr, spec = cell["run"], cell["probe"], cell["spec"]
+    run, pr = cell["run"], cell["probe"]
     if "error" in run or "error" in pr:
         return {"error": run.get("error") or pr.get("error")}
     comp = pr["components_bytes"]
     peak, anchor = run["peak_rss_bytes"], pr["chain_batch_bytes"]
     known = pr["rss_after_build"] + sum(v for k, v in comp.items() if k not in ("network_weights", "problem"))
-    unfilled = comp["reservoir"] * max(0.0, 1.0 - (spec["steps"] - max(1, spec["steps"] // 3)) / 64)
     return {"peak_rss_gb": peak / 1e9, "peak_rss/chain_batch": peak / anchor,
             "denoiser_call_peak/chain_batch": pr["denoiser_call_peak_bytes"] / anchor,
             "chunk_used": pr["chunk_used"], "sampler": pr["sampler_resolved"],
@@ -432,8 +430,7 @@ def _cell_figures(cell: dict) -> dict:
                              **{k: v / 1e9 for k, v in comp.items()},
                              "denoiser_call_transient": pr["denoiser_call_peak_bytes"] / 1e9,
                              "other (sampler temporaries, MAP, allocator)": (peak - known
-                                                                             - pr["denoiser_call_peak_bytes"]) / 1e9},
-            "peak_plus_full_reservoir_checkpoint_copy_gb": (peak + unfilled) / 1e9}
+                                                                             - pr["denoiser_call_peak_bytes"]) / 1e9}}
 
 
 def _large_ratios(cells: list[dict]) -> dict:

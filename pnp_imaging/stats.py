@@ -148,8 +148,10 @@ class RunningMoments:
         out.m2 = self.m2.clone()
         return out
 
-    def state_dict(self) -> dict:
-        return {"count": self.count, "mean": self.mean.clone(), "m2": self.m2.clone()}
+    def state_dict(self, copy: bool = True) -> dict:
+        """``copy=False``: the live tensors (for a state written at once, e.g. a checkpoint)."""
+        keep = (lambda t: t.clone()) if copy else (lambda t: t)
+        return {"count": self.count, "mean": keep(self.mean), "m2": keep(self.m2)}
 
     def load_state_dict(self, state: dict) -> None:
         mean, m2 = state["mean"], state["m2"]
@@ -242,13 +244,15 @@ class P2Quantiles:
             return out.reshape((n_p,) + self.shape)
         return self.q[:, :, 2].reshape((n_p,) + self.shape).copy()
 
-    def state_dict(self) -> dict:
-        """Torch tensors (loadable with ``torch.load(weights_only=True)``)."""
+    def state_dict(self, copy: bool = True) -> dict:
+        """Torch tensors (loadable with ``torch.load(weights_only=True)``); ``copy=False`` shares
+        the marker arrays (for a state written at once, e.g. a checkpoint)."""
+        keep = (lambda a: a.copy()) if copy else (lambda a: a)
         return {
             "count": self.count,
             "probs": list(self.probs),
-            "q": torch.from_numpy(self.q.copy()),
-            "npos": torch.from_numpy(self.npos.copy()),
+            "q": torch.from_numpy(keep(self.q)),
+            "npos": torch.from_numpy(keep(self.npos)),
             "desired": torch.from_numpy(self.desired.copy()),
         }
 
@@ -356,9 +360,16 @@ class DrawReservoir:
             out[start:start + self.MCSE_BLOCK] = mcse_mean_pixels(block)
         return torch.from_numpy(out).reshape(self.shape[1:])
 
-    def state_dict(self) -> dict:
+    def state_dict(self, copy: bool = True) -> dict:
+        """``copy=False``: views of the live buffers, no copy (a checkpoint: ``torch.save`` then
+        writes the buffers' whole storage, all ``capacity`` slots, and loads them back as views
+        of the filled slots)."""
+        def keep(t):
+            return t.cpu().clone() if copy else t.cpu()
+
         return {"stride": self.stride, "n_slots": self.n_slots, "in_slot": self.in_slot, "capacity": self.capacity,
-                "draws": None if self.draws is None else self.draws[: self.n_slots].cpu().clone(), "means": self.means[: self.n_slots].cpu().clone(),
+                "draws": None if self.draws is None else keep(self.draws[: self.n_slots]),
+                "means": keep(self.means[: self.n_slots]),
                 "acc": self.acc.cpu().clone()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -453,8 +464,8 @@ class MultiScaleMoments:
             return {k: m.reduce(0).std.unsqueeze(0) for k, m in self.moments.items()}
         return {k: m.std for k, m in self.moments.items()}
 
-    def state_dict(self) -> dict:
-        return {str(k): m.state_dict() for k, m in self.moments.items()}
+    def state_dict(self, copy: bool = True) -> dict:
+        return {str(k): m.state_dict(copy) for k, m in self.moments.items()}
 
     def load_state_dict(self, state: dict) -> None:
         for k, m in self.moments.items():
@@ -565,12 +576,14 @@ class PosteriorStats:
                 out[k] = self.multiscale.moments[k].reduce(0).std.unsqueeze(0)
         return out
 
-    def state_dict(self) -> dict:
+    def state_dict(self, copy: bool = True) -> dict:
+        """The statistics' state; ``copy=False`` shares the live buffers instead of copying them
+        (a checkpoint written at once: no transient copy of the statistics, ``docs/algorithms.md §memory``)."""
         return {
-            "moments": self.moments.state_dict(),
-            "reservoir": self.reservoir.state_dict(),
-            "quantiles": None if self.quantile_estimator is None else self.quantile_estimator.state_dict(),
-            "multiscale": None if self.multiscale is None else self.multiscale.state_dict(),
+            "moments": self.moments.state_dict(copy),
+            "reservoir": self.reservoir.state_dict(copy),
+            "quantiles": None if self.quantile_estimator is None else self.quantile_estimator.state_dict(copy),
+            "multiscale": None if self.multiscale is None else self.multiscale.state_dict(copy),
         }
 
     def load_state_dict(self, state: dict) -> None:

@@ -172,3 +172,27 @@ def test_reservoir_mcse_by_blocks_equals_one_pass(monkeypatch):
     monkeypatch.setattr(DrawReservoir, "MCSE_BLOCK", 10)  # 63 pixels: 7 blocks, the last one ragged
     blocks = res.mcse_mean().numpy()
     assert np.isfinite(one_pass).all() and np.array_equal(blocks, one_pass)
+
+
+def test_checkpoint_state_shares_the_statistics_and_round_trips(tmp_path):
+    """``state_dict(copy=False)`` (what a checkpoint writes) holds no copy of the statistics'
+    buffers, and saved/loaded it restores the same estimates as the copying state."""
+    from pnp_imaging.stats import PosteriorStats
+
+    g = torch.Generator().manual_seed(2)
+    stats = PosteriorStats((2, 1, 6, 5), quantile_every=1)
+    for _ in range(30):
+        stats.update(torch.randn(2, 1, 6, 5, generator=g))
+    shared, copied = stats.state_dict(copy=False), stats.state_dict()
+    live = stats.reservoir.means.untyped_storage().data_ptr()
+    assert shared["reservoir"]["means"].untyped_storage().data_ptr() == live
+    assert copied["reservoir"]["means"].untyped_storage().data_ptr() != live
+    assert shared["moments"]["mean"].data_ptr() == stats.moments.mean.data_ptr()
+    assert shared["quantiles"]["q"].data_ptr() == stats.quantile_estimator.q.ctypes.data
+    torch.save(shared, tmp_path / "s.pt")
+    back = PosteriorStats((2, 1, 6, 5), quantile_every=1)
+    back.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
+    assert back.reservoir.n_slots == stats.reservoir.n_slots > 4
+    for name in ("mmse", "std", "mcse_mean"):
+        assert torch.equal(getattr(back, name)(), getattr(stats, name)()), name
+    assert all(torch.equal(a, b) for a, b in zip(back.credible_interval(), stats.credible_interval()))
