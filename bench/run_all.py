@@ -2,7 +2,8 @@
 
 Each ``bench/bench_*.py`` module runs in its own subprocess (independent memory peaks, one
 failure does not stop the others). The modules in ``OURS`` (``bench_sampler_overhead``,
-``bench_memory``, ``bench_mmse_speed``, ``bench_time_to_answer``, ``bench_map``, ``bench_demos``; the last ignores the
+``bench_memory``, ``bench_mmse_speed``, ``bench_time_to_answer``, ``bench_map``, ``bench_demos``,
+``bench_distributed``, ``bench_precision``; ``bench_demos`` ignores the
 denoiser flags, as each demo config names its prior) receive ``--quick/--smoke``, ``--out``,
 ``--denoiser``, ``--fallback``, ``--lipschitz``, ``--threads``; any other ``bench_*.py`` (e.g.
 ``bench_denoisers``, owned separately; convention: its CLI is built on
@@ -24,7 +25,7 @@ from pathlib import Path
 from bench import _common as C
 
 OURS = ("bench_sampler_overhead", "bench_memory", "bench_mmse_speed", "bench_time_to_answer", "bench_map", "bench_demos",
-        "bench_distributed")
+        "bench_distributed", "bench_precision")
 
 
 def discover() -> list[str]:

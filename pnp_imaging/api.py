@@ -106,7 +106,8 @@ def build_components(cfg: RunConfig, *, generator: torch.Generator) -> Component
         problem = dataclasses.replace(problem, y=problem.y.to(dtype), x_true=x_true)
     name, denoiser = _load_denoiser(cfg, problem.y.shape[1], dtype)
     p = cfg.prior
-    prior = ScorePrior(denoiser, eps=p.eps, alpha=p.alpha, lipschitz=p.lipschitz)
+    prior = ScorePrior(denoiser, eps=p.eps, alpha=p.alpha, lipschitz=p.lipschitz, batch_chunk=p.batch_chunk,
+                       precision=p.precision)
     return Components(problem, denoiser, name, prior)
 
 

@@ -104,7 +104,7 @@ def save_run(cfg: CheckpointConfig, kernel, run: ChainRun, generator: torch.Gene
             "reservoir": run.stats.reservoir.capacity,
             "quantile_every": run.stats.quantile_every,
         },
-        "stats": run.stats.state_dict(),
+        "stats": run.stats.state_dict(copy=False),  # written at once: no transient copy
         "trace_config": run.trace.to_dict(),
         "traces": run.traces[: run.iteration].clone(),
         "trace_names": list(run.names),

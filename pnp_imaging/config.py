@@ -42,7 +42,10 @@ DEFAULTS: dict[str, Any] = {
     "operator": {"type": "blur", "kernel": "uniform", "size": 9, "boundary": "circular"},
     "noise": {"type": "gaussian", "sigma": 1.0 / 255.0},
     # denoiser None: the zoo's sampling prior for the image's channel count (denoisers_zoo.default_prior)
-    "prior": {"denoiser": None, "eps": (5.0 / 255.0) ** 2, "alpha": 1.0, "lipschitz": None},
+    # batch_chunk: chains per denoiser call (int), auto (priors.AUTO_CHUNK_PIXELS pixels per call) or null (all)
+    # precision: full (the run's dtype) or bfloat16 (the denoiser under autocast; docs/algorithms.md §memory)
+    "prior": {"denoiser": None, "eps": (5.0 / 255.0) ** 2, "alpha": 1.0, "lipschitz": None, "batch_chunk": "auto",
+              "precision": "full"},
     # loop keys; the family's own options (e.g. stages, eta, step_size, box) sit in the same section
     # type auto: AUTO_SAMPLERS["exact"] where the data term has an exact flow, else AUTO_SAMPLERS["explicit"]
     "sampler": {"type": "auto", "n_steps": 2000, "n_burnin": 200, "thin": 1, "chains": 2,
@@ -99,6 +102,8 @@ class PriorConfig:
     eps: float
     alpha: float
     lipschitz: float | None
+    batch_chunk: int | str | None = "auto"
+    precision: str = "full"
 
     @classmethod
     def from_dict(cls, d: dict) -> "PriorConfig":
@@ -111,7 +116,13 @@ class PriorConfig:
         lip = d["lipschitz"]
         if lip is not None:
             _positive("prior.lipschitz", lip)
-        return cls(name, _positive("prior.eps", d["eps"]), _positive("prior.alpha", d["alpha"]), lip)
+        chunk = d["batch_chunk"]
+        if chunk not in (None, "auto"):
+            _int("prior.batch_chunk", chunk, 1)
+        from pnp_imaging.priors import PRECISIONS
+
+        return cls(name, _positive("prior.eps", d["eps"]), _positive("prior.alpha", d["alpha"]), lip, chunk,
+                   _choice("prior.precision", d["precision"], PRECISIONS))
 
 
 @dataclass(frozen=True)
@@ -397,6 +408,9 @@ def _build(cfg: dict, base_dir: Path) -> RunConfig:
         _fail("image", "missing; give 'image' (ground truth, observation simulated) and/or 'observation' (measured y)")
     if cfg["dtype"] not in ("float32", "float64"):
         _fail("dtype", f"must be 'float32' or 'float64', got {cfg['dtype']!r}")
+    if cfg["prior"]["precision"] == "bfloat16" and cfg["dtype"] != "float32":
+        _fail("prior.precision", "bfloat16 applies to float32 chains (torch.autocast leaves float64 as it is); "
+                                 "set dtype: float32 or prior.precision: full")
     device = str(cfg["device"])
     if device not in ("auto", "cpu") and not device.startswith("cuda"):
         _fail("device", f"must be 'auto', 'cpu' or 'cuda[:N]', got {cfg['device']!r}")

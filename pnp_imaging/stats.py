@@ -148,8 +148,10 @@ class RunningMoments:
         out.m2 = self.m2.clone()
         return out
 
-    def state_dict(self) -> dict:
-        return {"count": self.count, "mean": self.mean.clone(), "m2": self.m2.clone()}
+    def state_dict(self, copy: bool = True) -> dict:
+        """``copy=False``: the live tensors (for a state written at once, e.g. a checkpoint)."""
+        keep = (lambda t: t.clone()) if copy else (lambda t: t)
+        return {"count": self.count, "mean": keep(self.mean), "m2": keep(self.m2)}
 
     def load_state_dict(self, state: dict) -> None:
         mean, m2 = state["mean"], state["m2"]
@@ -205,8 +207,8 @@ class P2Quantiles:
         self.d = d
         n_p = len(probs)
         self.count: int = 0
-        self.q = np.zeros((n_p, d, 5), dtype=np.float64)
-        self.npos = np.zeros((n_p, d, 5), dtype=np.int64)
+        self.q = np.full((n_p, d, 5), 0.0)  # full, not zeros: pages written now (as DrawReservoir's)
+        self.npos = np.full((n_p, d, 5), 0, dtype=np.int64)
         pr = np.asarray(probs)[:, None]
         self.desired = np.hstack([np.ones_like(pr), 1 + 2 * pr, 1 + 4 * pr, 3 + 2 * pr, 5 + 0 * pr])
         self.dn = np.hstack([0 * pr, pr / 2, pr, (1 + pr) / 2, 1 + 0 * pr])
@@ -242,13 +244,15 @@ class P2Quantiles:
             return out.reshape((n_p,) + self.shape)
         return self.q[:, :, 2].reshape((n_p,) + self.shape).copy()
 
-    def state_dict(self) -> dict:
-        """Torch tensors (loadable with ``torch.load(weights_only=True)``)."""
+    def state_dict(self, copy: bool = True) -> dict:
+        """Torch tensors (loadable with ``torch.load(weights_only=True)``); ``copy=False`` shares
+        the marker arrays (for a state written at once, e.g. a checkpoint)."""
+        keep = (lambda a: a.copy()) if copy else (lambda a: a)
         return {
             "count": self.count,
             "probs": list(self.probs),
-            "q": torch.from_numpy(self.q.copy()),
-            "npos": torch.from_numpy(self.npos.copy()),
+            "q": torch.from_numpy(keep(self.q)),
+            "npos": torch.from_numpy(keep(self.npos)),
             "desired": torch.from_numpy(self.desired.copy()),
         }
 
@@ -291,6 +295,9 @@ class DrawReservoir:
       it is the classical batch-means estimator (Flegal & Jones 2010).
     """
 
+    #: pixels per block of :meth:`mcse_mean` (its float64 copies: ~8·capacity·B bytes per pixel of a block)
+    MCSE_BLOCK = 2**14
+
     def __init__(self, shape: Sequence[int], capacity: int = 64, *, keep_draws: bool = True,
                  device: str | torch.device = "cpu") -> None:
         self.shape = tuple(int(s) for s in shape)
@@ -298,8 +305,10 @@ class DrawReservoir:
         if self.capacity % 2:
             raise ValueError(f"capacity: must be even (slots are merged in pairs), got {capacity}")
         self.stride, self.n_slots, self.in_slot = 1, 0, 0
-        self.means = torch.empty((self.capacity, *self.shape), dtype=torch.float32, device=device)
-        self.draws = torch.empty_like(self.means) if keep_draws else None
+        # zeros, not empty: the pages are written now, so a run that does not fit in memory runs out
+        # of it at the start rather than when the reservoir fills, and a short run shows a long run's footprint
+        self.means = torch.zeros((self.capacity, *self.shape), dtype=torch.float32, device=device)
+        self.draws = torch.zeros_like(self.means) if keep_draws else None
         self.acc = torch.zeros(self.shape, dtype=torch.float64, device=device)
 
     def update(self, x: torch.Tensor) -> None:
@@ -337,18 +346,30 @@ class DrawReservoir:
 
     def mcse_mean(self) -> torch.Tensor:
         """Per-pixel MCSE of the mean over chains and draws, ``[*shape[1:]]`` float64 (NaN with
-        fewer than 4 complete slots)."""
+        fewer than 4 complete slots). Computed by blocks of :attr:`MCSE_BLOCK` pixels (each
+        pixel's figure depends on its own series only; the same numbers as in one pass, tested),
+        so the float64 working copies stay small whatever the image size."""
         from pnp_imaging.diagnostics import mcse_mean_pixels
 
-        series = self.means[: self.n_slots].double().cpu().numpy()  # (slot, chain, *pixels)
-        series = series.reshape(self.n_slots, self.shape[0], -1).transpose(1, 0, 2)
         if self.n_slots < 4:
             return torch.full(self.shape[1:], float("nan"), dtype=torch.float64)
-        return torch.from_numpy(mcse_mean_pixels(series)).reshape(self.shape[1:])
+        flat = self.means[: self.n_slots].reshape(self.n_slots, self.shape[0], -1)  # (slot, chain, pixel)
+        out = np.empty(flat.shape[2])
+        for start in range(0, flat.shape[2], self.MCSE_BLOCK):
+            block = flat[:, :, start:start + self.MCSE_BLOCK].double().cpu().numpy().transpose(1, 0, 2)
+            out[start:start + self.MCSE_BLOCK] = mcse_mean_pixels(block)
+        return torch.from_numpy(out).reshape(self.shape[1:])
 
-    def state_dict(self) -> dict:
+    def state_dict(self, copy: bool = True) -> dict:
+        """``copy=False``: views of the live buffers, no copy (a checkpoint: ``torch.save`` then
+        writes the buffers' whole storage, all ``capacity`` slots, and loads them back as views
+        of the filled slots)."""
+        def keep(t):
+            return t.cpu().clone() if copy else t.cpu()
+
         return {"stride": self.stride, "n_slots": self.n_slots, "in_slot": self.in_slot, "capacity": self.capacity,
-                "draws": None if self.draws is None else self.draws[: self.n_slots].cpu().clone(), "means": self.means[: self.n_slots].cpu().clone(),
+                "draws": None if self.draws is None else keep(self.draws[: self.n_slots]),
+                "means": keep(self.means[: self.n_slots]),
                 "acc": self.acc.cpu().clone()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -443,8 +464,8 @@ class MultiScaleMoments:
             return {k: m.reduce(0).std.unsqueeze(0) for k, m in self.moments.items()}
         return {k: m.std for k, m in self.moments.items()}
 
-    def state_dict(self) -> dict:
-        return {str(k): m.state_dict() for k, m in self.moments.items()}
+    def state_dict(self, copy: bool = True) -> dict:
+        return {str(k): m.state_dict(copy) for k, m in self.moments.items()}
 
     def load_state_dict(self, state: dict) -> None:
         for k, m in self.moments.items():
@@ -555,12 +576,14 @@ class PosteriorStats:
                 out[k] = self.multiscale.moments[k].reduce(0).std.unsqueeze(0)
         return out
 
-    def state_dict(self) -> dict:
+    def state_dict(self, copy: bool = True) -> dict:
+        """The statistics' state; ``copy=False`` shares the live buffers instead of copying them
+        (a checkpoint written at once: no transient copy of the statistics, ``docs/algorithms.md §memory``)."""
         return {
-            "moments": self.moments.state_dict(),
-            "reservoir": self.reservoir.state_dict(),
-            "quantiles": None if self.quantile_estimator is None else self.quantile_estimator.state_dict(),
-            "multiscale": None if self.multiscale is None else self.multiscale.state_dict(),
+            "moments": self.moments.state_dict(copy),
+            "reservoir": self.reservoir.state_dict(copy),
+            "quantiles": None if self.quantile_estimator is None else self.quantile_estimator.state_dict(copy),
+            "multiscale": None if self.multiscale is None else self.multiscale.state_dict(copy),
         }
 
     def load_state_dict(self, state: dict) -> None:

@@ -148,6 +148,23 @@ def test_memory_smoke(tmp_path):
     runs = doc["raw"]["runs"]
     assert runs and all("error" not in r for r in runs), runs
     assert {"peak_rss_long/short", "peak_increment_long/short", "trace_buffer_bytes_long"} <= set(doc["ratios"]["pnp-ula"])
+    large = doc["ratios"]["large"]  # CLI runs with and without batch chunks, and their breakdown
+    assert {"32px_skrock_chunk_auto", "32px_skrock_chunk_None", "32px_auto_chunk_auto"} <= set(large)
+    cell = large["32px_auto_chunk_auto"]
+    assert "error" not in cell, cell
+    assert cell["sampler"] == "pnp-kinetic-exp" and cell["peak_rss_gb"] > 0
+    assert {"chains", "moments_float64", "p2_markers", "reservoir", "traces", "network_weights",
+            "denoiser_call_transient"} <= set(cell["breakdown_gb"])
+
+
+@pytest.mark.slow
+def test_precision_smoke(tmp_path):
+    from bench import bench_precision as b
+
+    b.main([*SMOKE, "--out", str(tmp_path)])
+    doc = _load(tmp_path, b.NAME)
+    r = doc["ratios"]
+    assert r["max_abs_mmse_diff_bf16"] > 0 and math.isfinite(r["rms_mmse_diff_bf16/rms_mmse_diff_other_seed"])
 
 
 def test_run_all_discovers_the_benchmarks():

@@ -55,7 +55,8 @@ def prepare(cfg, parts) -> MismatchSetup:
                               f"has {channels}; pick a {channels}-channel zoo denoiser")
         try:
             prior2 = ScorePrior(other.to(dtype=problem.y.dtype), eps=prior.eps, alpha=prior.alpha,
-                                lipschitz=prior.residual_lipschitz)
+                                lipschitz=prior.residual_lipschitz, batch_chunk=prior.batch_chunk,
+                                precision=prior.precision)
         except ValueError as exc:
             raise ConfigError(f"mismatch.denoiser: {exc}") from None
     if mm.operator:
