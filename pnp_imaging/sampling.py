@@ -79,7 +79,7 @@ def sample(problem, prior, sampler: str | Kernel = "auto", *, generator: torch.G
     spec = get_sampler(sampler.name if isinstance(sampler, Kernel) else sampler)
     n_burnin = (0 if spec.independent else n_steps // 10) if n_burnin is None else n_burnin
     _check_arguments(n_steps, n_burnin, thin, chains, credible_level, generator, until, distributed)
-    max_nll_rise, rule = (None if spec.independent else max_nll_rise), StopRule.from_value(until)  # guard: drift
+    max_nll_rise, rule = (max_nll_rise if spec.nll_guard and not spec.independent else None), StopRule.from_value(until)
     kernel = _bind(spec, sampler, problem, prior, options)
     result = _run_chains(kernel, problem, generator=generator, n_steps=n_steps, n_burnin=n_burnin, thin=thin,
                          chains=chains, x0=x0, init_spread=init_spread, credible_level=credible_level,

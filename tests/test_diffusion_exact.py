@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from conftest import one_line
 import torch
@@ -268,3 +269,21 @@ def test_pnpdm_refuses_a_burn_in_shorter_than_its_annealing():
     with pytest.raises(ValueError) as e:
         _pnpdm_run(MEANS, Y, chains=2, n_steps=60, n_burnin=40, rho_min=0.05)
     assert "n_burnin >= 44" in one_line(e)
+
+
+def test_pnpdm_is_not_stopped_by_the_langevin_likelihood_guard():
+    """At coupling ρ the chain's x samples the posterior with noise variance σ² + ρ²AAᵀ, so its
+    misfit measured with σ is far above the posterior's (here σ = 0.005, ρ_min = 0.5: hundreds to
+    thousands, swinging by far more than the Langevin guard's 2 per measurement + 25). pnp-dm has
+    no step size to blow up, so that guard is off for it (the bounded-state guard stays on)."""
+    from pnp_imaging.samplers.kernel import get_sampler
+
+    assert get_sampler("pnp-dm").nll_guard is False and get_sampler("pnp-ula").nll_guard is True
+    yt = torch.tensor([[[[Y]]]], dtype=torch.float64)
+    tight = Problem(operator=MatrixOperator(M), noise=GaussianNoise(0.005), y=yt, x_shape=(1, 1, 1, 2))
+    post = pnp_imaging.sample(tight, prior_gmm(OVERLAP), "pnp-dm", n_steps=60, n_burnin=50, chains=8,
+                              generator=torch.Generator().manual_seed(0),
+                              x0=torch.full((1, 1, 1, 2), Y / math.sqrt(2.0), dtype=torch.float64), rho_min=0.5)
+    misfit = -np.asarray(post.traces["loglik"])[:, 25:]  # (chain, iteration) after the annealing (22 sweeps)
+    rise = misfit - np.minimum.accumulate(misfit, axis=1)
+    assert float(rise.max()) > 2 * 1 + 25  # the guard (m = 1 measurement) would have stopped this run

@@ -186,4 +186,5 @@ def build(problem, prior, options: PnPDMOptions) -> Kernel:
 SPEC = register(SamplerSpec(
     name="pnp-dm",
     description="PnP-DM (Wu et al. 2024): split Gibbs, exact Gaussian likelihood step + diffusion denoising-posterior step",
-    options=PnPDMOptions, build=build, independent=False))
+    options=PnPDMOptions, build=build, independent=False,
+    nll_guard=False))  # no step size to blow up; x's misfit under π_ρ is not the posterior's (§divergence-guards)

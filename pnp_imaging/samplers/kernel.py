@@ -89,6 +89,9 @@ class SamplerSpec:
     ``options``: frozen dataclass of user options with defaults. ``build(problem, prior,
     options) -> Kernel``. ``independent``: steps give independent draws (no burn-in needed).
     ``bias``: one sentence stating the family's known discretisation bias (shown in reports).
+    ``nll_guard``: the log-likelihood-rise divergence guard applies (``docs/algorithms.md
+    §divergence-guards``); False for a family with no step size to blow up whose target's data
+    misfit is not the posterior's (pnp-dm).
     """
 
     name: str
@@ -97,6 +100,7 @@ class SamplerSpec:
     build: Callable[[Any, Any, Any], Kernel]
     independent: bool = False
     bias: str = ""
+    nll_guard: bool = True
 
     def option_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(self.options))
