@@ -153,14 +153,16 @@ def _common_argv(args) -> list[str]:
             "--seed", str(args.seed), "--image", str(args.image)]
 
 
-def _spawn(args, spec: dict) -> dict:
-    cmd = [sys.executable, "-m", "bench.bench_memory", *_common_argv(args), "--child", json.dumps(spec)]
+def _spawn(args, spec: dict, mode: str = "child") -> dict:
+    """Run ``spec`` in a fresh interpreter (``--child`` measurement or ``--probe``); its last
+    stdout line is the JSON result, or the spec with an ``error`` naming the exit status."""
+    cmd = [sys.executable, "-m", "bench.bench_memory", *_common_argv(args), f"--{mode}", json.dumps(spec)]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(C.ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     p = subprocess.run(cmd, cwd=C.ROOT, capture_output=True, text=True, env=env)
     if p.returncode != 0:
         tail = p.stderr.strip().splitlines()[-1:] or ["(no stderr)"]
-        return {**spec, "error": f"child exited {p.returncode}: {tail[0]}"}
+        return {**spec, "error": f"{mode} exited {p.returncode}: {tail[0]}"}
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
@@ -385,17 +387,6 @@ def probe(args, spec: dict) -> dict:
             "rss_after_build": rss_built, "sampler_resolved": cfg.sampler.type}
 
 
-def _spawn_probe(args, spec: dict) -> dict:
-    cmd = [sys.executable, "-m", "bench.bench_memory", *_common_argv(args), "--probe", json.dumps(spec)]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(C.ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    p = subprocess.run(cmd, cwd=C.ROOT, capture_output=True, text=True, env=env)
-    if p.returncode != 0:
-        tail = p.stderr.strip().splitlines()[-1:] or ["(no stderr)"]
-        return {**spec, "error": f"probe exited {p.returncode}: {tail[0]}"}
-    return json.loads(p.stdout.strip().splitlines()[-1])
-
-
 def _large_cells(args, plan: dict, folder) -> list[dict]:
     """One CLI run and one probe per (size, sampler, batch_chunk)."""
     cells = []
@@ -411,7 +402,7 @@ def _large_cells(args, plan: dict, folder) -> list[dict]:
                         "stages": plan["skrock_stages"].get(str(size)) if sampler == "skrock" else None}
                 C.log(f"{NAME}: {size}² {sampler} batch_chunk={chunk}: CLI run, then probe")
                 run = _cli_peak(args, spec, folder)
-                cells.append({"spec": spec, "run": run, "probe": _spawn_probe(args, spec)})
+                cells.append({"spec": spec, "run": run, "probe": _spawn(args, spec, "probe")})
     return cells
 
 
