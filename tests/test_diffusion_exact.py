@@ -24,6 +24,7 @@ from denoisers_zoo.exact import GMMDenoiser
 from operators.base import LinearOperator
 from operators.noise import GaussianNoise
 from pnp_imaging.problem import Problem
+from pnp_imaging.samplers.base import DivergenceError
 
 N = 4000  # draws per test: MC standard error of a weight <= 0.008
 W = (0.5, 0.5)
@@ -205,16 +206,18 @@ def test_pnpdm_likelihood_step_is_the_exact_gaussian_conditional():
     assert torch.allclose(torch.cov(z.T), cov, atol=4 * float(sd.max()) ** 2 * math.sqrt(2 / n))
 
 
-@pytest.mark.parametrize("grid_steps,gain_tol,var_tol", [(100, 0.015, 0.10), (400, 0.006, 0.035)])
-def test_pnpdm_prior_step_samples_the_gaussian_denoising_posterior(grid_steps, gain_tol, var_tol):
+@pytest.mark.parametrize("grid_steps,gain_tol,var_tol,clip", [(100, 0.015, 0.10, False), (400, 0.006, 0.035, False),
+                                                               (100, 0.015, 0.10, True)])
+def test_pnpdm_prior_step_samples_the_gaussian_denoising_posterior(grid_steps, gain_tol, var_tol, clip):
     """x | z ∝ N(x; m, v) N(z; x, ρ²) = N(m + v(z − m)/(v + ρ²), vρ²/(v + ρ²)) by the reverse SDE
     from level ρ through the EDM grid. Euler-Maruyama is first order in the grid spacing; measured
     (gain of the mean vs 0.862, variance ratio): N = 100: 0.853, 1.075; 200: 0.858, 1.04; 400: 0.860,
-    1.02; 1600: 0.861, 1.006. Tolerances: those errors + 4 MC standard errors."""
+    1.02; 1600: 0.861, 1.006. Tolerances: those errors + 4 MC standard errors. The [0, 1] clamp
+    (the default) changes nothing where the exact denoiser's outputs lie in the box, as here."""
     from pnp_imaging.diffusion.pnpdm import PnPDMOptions, make_params, prior_step
 
     den = GMMDenoiser([1.0], [[0.5, 0.5]], [VAR], shape=(1, 1, 2))
-    params = make_params(problem(), den, PnPDMOptions(grid_steps=grid_steps))
+    params = make_params(problem(), den, PnPDMOptions(grid_steps=grid_steps, clip=clip))
     rho, n = 0.1, 20000
     z = torch.tensor([0.8, 0.2], dtype=torch.float64).view(1, 1, 1, 2).expand(n, 1, 1, 2)
     x, calls = prior_step(den, z, rho, params, generator=torch.Generator().manual_seed(0))
@@ -227,12 +230,13 @@ def test_pnpdm_prior_step_samples_the_gaussian_denoising_posterior(grid_steps, g
 
 
 def _pnpdm_run(means, y, *, chains, n_steps, n_burnin, seed=0, **opts):
+    """pnp-dm on the 2-D mixtures; ``clip`` off: their priors leave [0, 1]."""
     from pnp_imaging.diagnostics import ess
 
     out = []
     post = pnp_imaging.sample(problem(y), prior_gmm(means), "pnp-dm", n_steps=n_steps, n_burnin=n_burnin, chains=chains,
                               generator=torch.Generator().manual_seed(seed), x0=torch.zeros(1, 1, 1, 2, dtype=torch.float64),
-                              on_sample=lambda i, s: out.append(s.x.clone()), **opts)
+                              on_sample=lambda i, s: out.append(s.x.clone()), clip=False, **opts)
     x = torch.stack(out, 1).flatten(2)  # [chain, draw, 2]
     return post, x, [float(ess(x[:, :, i].numpy())) for i in range(2)]
 
@@ -265,6 +269,39 @@ def test_pnpdm_rhat_flags_well_separated_modes_it_cannot_cross():
     assert post.summary["rhat_max"] > 1.1
 
 
+class LeakyDenoiser(GMMDenoiser):
+    """The exact denoiser of a Gaussian prior near the box's corner (mean (0.9, 0.1), std 0.1), plus
+    ``k`` times the input's excursion out of [0, 1]²: a network that follows out-of-range inputs
+    instead of pulling them back."""
+
+    def __init__(self, k: float):
+        super().__init__([1.0], [[0.9, 0.1]], [0.01], shape=(1, 1, 2))
+        self.k = k
+
+    def forward(self, x, sigma):
+        return super().forward(x, sigma) + self.k * (x - x.clamp(0.0, 1.0))
+
+
+def test_pnpdm_clip_keeps_the_chain_in_range_where_the_denoiser_leaks():
+    """What the operator cannot see (here x₁ − x₂) is held only by the prior step. A denoiser that
+    follows excursions out of [0, 1] lets the unclamped chain run away (the failure seen on images);
+    the default clamp of ``D`` to [0, 1] keeps every draw within the last Euler step's noise of it.
+    The unclamped run trips the bounded-state guard, whose message names the option."""
+    def run(clip):
+        out = []
+        pnp_imaging.sample(problem(0.5 * math.sqrt(2.0)), LeakyDenoiser(0.3), "pnp-dm", n_steps=40, n_burnin=5,
+                           chains=16, generator=torch.Generator().manual_seed(0), rho0=0.2, rho_min=0.15,
+                           x0=torch.full((1, 1, 1, 2), 0.5, dtype=torch.float64), clip=clip,
+                           on_sample=lambda i, s: out.append(s.x.clone()))
+        return torch.stack(out)
+
+    with pytest.raises(DivergenceError) as e:
+        run(False)
+    assert "max|x|" in one_line(e) and "set it to true" in one_line(e)
+    clipped = run(True)
+    assert float(clipped.min()) > -0.01 and float(clipped.max()) < 1.01
+
+
 def test_pnpdm_refuses_a_burn_in_shorter_than_its_annealing():
     with pytest.raises(ValueError) as e:
         _pnpdm_run(MEANS, Y, chains=2, n_steps=60, n_burnin=40, rho_min=0.05)
@@ -283,7 +320,8 @@ def test_pnpdm_is_not_stopped_by_the_langevin_likelihood_guard():
     tight = Problem(operator=MatrixOperator(M), noise=GaussianNoise(0.005), y=yt, x_shape=(1, 1, 1, 2))
     post = pnp_imaging.sample(tight, prior_gmm(OVERLAP), "pnp-dm", n_steps=60, n_burnin=50, chains=8,
                               generator=torch.Generator().manual_seed(0),
-                              x0=torch.full((1, 1, 1, 2), Y / math.sqrt(2.0), dtype=torch.float64), rho_min=0.5)
+                              x0=torch.full((1, 1, 1, 2), Y / math.sqrt(2.0), dtype=torch.float64), rho_min=0.5,
+                              clip=False)
     misfit = -np.asarray(post.traces["loglik"])[:, 25:]  # (chain, iteration) after the annealing (22 sweeps)
     rise = misfit - np.minimum.accumulate(misfit, axis=1)
     assert float(rise.max()) > 2 * 1 + 25  # the guard (m = 1 measurement) would have stopped this run

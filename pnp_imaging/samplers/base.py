@@ -145,7 +145,11 @@ class ChainResult:
 # divergence guards
 # --------------------------------------------------------------------------------------------
 def _fix_hint(kernel) -> str:
-    prior = kernel.prior
+    prior, params = kernel.prior, kernel.params
+    if getattr(params, "step_size", None) is None:  # no step to shrink (pnp-dm): the denoiser let the chain go
+        off = "" if getattr(params, "clip", True) else " (sampler.clip is off: set it to true, clamping D to [0, 1])"
+        return ("Likely cause: the denoiser follows patterns the operator cannot see out of the image range"
+                f"{off}; use a denoiser trained for these noise levels and this image range")
     return (f"Likely cause: step size {getattr(kernel.params, 'step_size', None)!r} too large for the denoiser "
             f"actually used (its residual may not be {getattr(prior, 'residual_lipschitz', None)}-Lipschitz there; "
             f"prior score Lipschitz alpha*L/eps with eps={getattr(prior, 'eps', None)!r}, "
