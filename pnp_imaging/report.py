@@ -307,14 +307,14 @@ def _stop_line(s: dict) -> list[str]:
 
 
 def _bias_sentence(name) -> list[str]:
-    """The sampler family's known discretisation bias (``SamplerSpec.bias``), one sentence."""
+    """The sampler family's known bias (``SamplerSpec.bias``), one sentence."""
     from pnp_imaging.samplers import get_sampler
 
     try:
         bias = get_sampler(str(name)).bias
     except ValueError:
         return []
-    return [f"<p><i>Known discretisation bias of {html.escape(str(name))}:</i> {html.escape(bias)}</p>"] if bias else []
+    return [f"<p><i>Known bias of {html.escape(str(name))}:</i> {html.escape(bias)}</p>"] if bias else []
 
 
 def _verdict_section(s: dict) -> list[str]:

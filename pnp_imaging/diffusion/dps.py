@@ -127,4 +127,7 @@ def build(problem, prior, options: DPSOptions) -> Kernel:
 SPEC = register(SamplerSpec(
     name="dps",
     description="DPS (Chung et al. 2023): DDPM ancestral sampling guided by the residual gradient through the denoiser",
-    options=DPSOptions, build=build, independent=True))
+    options=DPSOptions, build=build, independent=True,
+    bias="Not a posterior sampler: on an exact Gaussian-mixture posterior it over-weights the likelier mode "
+         "(0.90 vs 0.84) and shifts what the data cannot see; its intervals are not calibrated "
+         "(docs/algorithms.md §diffusion)."))

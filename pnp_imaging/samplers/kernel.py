@@ -88,7 +88,7 @@ class SamplerSpec:
     ``name``: the one name used by the config (``sampler.type``), the code and the report.
     ``options``: frozen dataclass of user options with defaults. ``build(problem, prior,
     options) -> Kernel``. ``independent``: steps give independent draws (no burn-in needed).
-    ``bias``: one sentence stating the family's known discretisation bias (shown in reports).
+    ``bias``: one sentence stating the family's known bias, discretisation or approximation (shown in reports).
     ``nll_guard``: the log-likelihood-rise divergence guard applies (``docs/algorithms.md
     §divergence-guards``); False for a family with no step size to blow up whose target's data
     misfit is not the posterior's (pnp-dm).
