@@ -279,3 +279,27 @@ def test_gpu_check_cpu_smoke(tmp_path):
     assert [(c["device"], c["chains"]) for c in cells] == [("cpu", 1), ("cpu", 2)]
     assert all(c["chain_iterations_per_s"] > 0 for c in cells)
     assert doc["demo"]["exit_code"] == 0 and doc["demo"]["stop"]["reason"] in ("converged", "max_minutes", "n_steps")
+
+
+def test_diffusion_bench_smoke(tmp_path):
+    """Each contender on one problem (16² crop, the demos' --fast budget): its row, and ratios
+    against the Langevin anchor computed from the rows of the same run."""
+    from bench import bench_diffusion as b
+
+    b.main(["--smoke", "--images", "astronaut", "--problems", "inpainting", "--contenders", "diffpir,pnp-dm",
+            "--out", str(tmp_path)])
+    doc = json.loads((tmp_path / f"{b.NAME}.json").read_text())  # several weights: not _load's one-model checks
+    assert COMMON_KEYS <= set(doc) and doc["mode"] == "smoke"
+    (p,) = doc["raw"]["problems"]
+    assert set(p["rows"]) == {"pnp", "diffpir", "pnp-dm"} and p["crop"] == 16
+    for r in p["rows"].values():
+        assert not r.get("error") and r["calls_per_chain"] > 0 and 0.0 <= r["coverage_90"] <= 1.0
+    ratios = doc["ratios"]["astronaut/inpainting"]
+    assert set(ratios) == {"diffpir", "pnp-dm"}
+    gap = p["rows"]["diffpir"]["psnr_mean"] - p["rows"]["pnp"]["psnr_mean"]
+    assert ratios["diffpir"]["psnr_gap_db"] == pytest.approx(gap)
+    assert p["rows"]["diffpir"]["sampler"] == "diffpir" and p["rows"]["pnp"]["sampler"] == "pnp-kinetic-exp"
+    shipped = {n: m["sha256"] for n, m in denoisers_zoo.read_manifest()["models"].items()}
+    used = {w["model"]: w["sha256"] for w in doc["provenance"]["weights"]}
+    assert set(used) == {"lipdncnn_gray_s5", "drunet_gray", "edm_gray"}  # fullrange_gray = its two parts
+    assert all(used[n] == shipped[n] for n in used)
