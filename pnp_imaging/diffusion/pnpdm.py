@@ -202,7 +202,7 @@ SPEC = register(SamplerSpec(
     name="pnp-dm",
     description="PnP-DM (Wu et al. 2024): split Gibbs, exact Gaussian likelihood step + diffusion denoising-posterior step",
     options=PnPDMOptions, build=build, independent=False,
-    nll_guard=False,
+    nll_guard=False,  # no step size to blow up; x's misfit under π_ρ is not the posterior's (§divergence-guards)
     bias="Samples the posterior under the inflated noise covariance sigma^2 I + rho_min^2 A A^T (exact only as "
          "rho_min -> 0), so its intervals are wider than the posterior's; the prior step's Euler grid adds a "
-         "first-order error (variance x1.075 at 100 levels; docs/algorithms.md §diffusion)."))  # no step size to blow up; x's misfit under π_ρ is not the posterior's (§divergence-guards)
+         "first-order error (variance x1.075 at 100 levels; docs/algorithms.md §diffusion)."))
