@@ -74,8 +74,8 @@ CRITERIA = {
     "mismatch_kernel": "deblur",
     "inpainting": "inpainting",
     "diffpir_deblur": "deblur_no_map",  # diffusion samplers start from noise: no MAP to check
-    "dps_deblur": "deblur_no_map",
     "diffpir_inpainting": "inpainting",
+    "dps_inpainting": "inpainting",
     "pnpdm_deblur": "deblur",  # an MCMC: it starts from the MAP like the Langevin demos
 }
 MMSE_MARGIN_DB = 3.0  # deblurring: MMSE PSNR >= PSNR(y) + this

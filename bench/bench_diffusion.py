@@ -19,8 +19,9 @@ the bench measures what the demos ship:
   λ = 7, ζ = 0.3; ``diffpir_inpainting.yaml``: 20 steps, λ = 1, ζ = 1), 25 × 4 draws;
 * ``pnp-dm``: the split-Gibbs diffusion MCMC (``pnpdm_deblur.yaml``, run until converged or 120
   sweeps, for both problems);
-* ``dps``: DPS (``dps_deblur.yaml``, 250 steps, 4 × 2 draws; off by default: about three forward
-  passes per step through backpropagation).
+* ``dps``: DPS (``dps_inpainting.yaml``, 250 steps, 4 × 2 draws, ``scale: auto``, so the authors' value
+  for the problem × 1000/250; off by default: about three forward passes per step through
+  backpropagation).
 
 Per contender and problem: PSNR/SSIM of the sample mean, coverage of the 90 % intervals (the
 share of pixels whose truth lies inside), min ESS and max R̂ (chains only: diffusion draws are
@@ -54,7 +55,7 @@ CONTENDERS = {
     "pnp": {"blur": "deblur_gray", "inpainting": "inpainting"},
     "diffpir": {"blur": "diffpir_deblur", "inpainting": "diffpir_inpainting"},
     "pnp-dm": {"blur": "pnpdm_deblur", "inpainting": "pnpdm_deblur"},
-    "dps": {"blur": "dps_deblur", "inpainting": "dps_deblur"},
+    "dps": {"blur": "dps_inpainting", "inpainting": "dps_inpainting"},
 }
 DEFAULT_CONTENDERS = ("pnp", "diffpir", "pnp-dm")
 ANCHOR = "pnp"

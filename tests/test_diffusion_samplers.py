@@ -130,6 +130,10 @@ def test_dps_scale_defaults_follow_the_authors_configs():
     inp = Problem.simulate(image(0), Inpainting(mask), GaussianNoise(0.02), generator=torch.Generator().manual_seed(1))
     assert build_kernel("dps", inp, gaussian_prior()).params.scale == 0.5
     assert build_kernel("dps", blur_problem(), gaussian_prior()).params.scale == 0.3
+    # respaced: the same total guidance over fewer steps (docs/algorithms.md §diffusion)
+    assert build_kernel("dps", inp, gaussian_prior(), diffusion_steps=250).params.scale == pytest.approx(2.0)
+    assert build_kernel("dps", blur_problem(), gaussian_prior(), diffusion_steps=250).params.scale == pytest.approx(1.2)
+    assert build_kernel("dps", blur_problem(), gaussian_prior(), diffusion_steps=250, scale=0.3).params.scale == 0.3
 
 
 # ----------------------------------------------------------------------------- the public API

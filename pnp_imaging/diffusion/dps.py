@@ -20,7 +20,11 @@ The sample is ``(x_{−1} + 1)/2`` after the last step (at t = 0, ``μ = x̂_0``
 
 Defaults: 1000 steps; ``scale`` = 0.5 for inpainting and 0.3 otherwise (the authors'
 ``configs/*_config.yaml``: inpainting 0.5; super-resolution, Gaussian and motion deblurring 0.3).
-Deviations: the variance is the DDPM posterior variance σ̃_t² (the authors' U-Net learns it);
+**Deviation** (``scale: auto`` with ``diffusion_steps`` n ≠ 1000): the authors' scale is multiplied by
+1000/n, so that the n guidance steps add up to the total of their 1000 (they never respace; each
+step moves ``x`` by at most ``scale`` in norm). Measured on a 128² inpainting crop (50 % missing,
+σ_y = 2/255, two draws): 1000 steps at 0.5 gave 29.01 dB, 250 steps at 0.5 only 19.68 dB and
+250 steps at 2.0 29.36 dB. Deviations: the variance is the DDPM posterior variance σ̃_t² (the authors' U-Net learns it);
 the noise model must be Gaussian (their Poisson variant is not implemented). deepinv's ``DPS``
 is not used: it integrates the VP SDE with its own data-fidelity weighting and the global RNG.
 """
@@ -37,13 +41,16 @@ from pnp_imaging.diffusion._common import (DiffusionInfo, DiffusionState, check_
 from pnp_imaging.diffusion.schedule import check_sigma_range, ddpm_schedule, denoise, uniform_timesteps
 from pnp_imaging.samplers.kernel import Kernel, SamplerSpec, register
 
-__all__ = ["DPSOptions", "DPSParams", "make_params", "init", "step", "trajectory", "build"]
+__all__ = ["DPSOptions", "DPSParams", "auto_scale", "make_params", "init", "step", "trajectory", "build"]
+
+#: the authors' number of timesteps, for which their guidance scales were chosen
+AUTHORS_STEPS = 1000
 
 
 @dataclass(frozen=True)
 class DPSOptions:
     """User options. ``diffusion_steps``: timesteps per trajectory; ``scale``: guidance step
-    (``"auto"``: 0.5 for inpainting, else 0.3); ``clip``: clamp ``D`` to [0, 1]."""
+    (``"auto"``: :func:`auto_scale`); ``clip``: clamp ``D`` to [0, 1]."""
 
     diffusion_steps: int = 1000
     scale: float | str = "auto"
@@ -63,13 +70,21 @@ class DPSParams:
     rule: str
 
 
+def auto_scale(problem, n_steps: int) -> tuple[float, str]:
+    """The authors' scale for their 1000 steps (0.5 inpainting, 0.3 otherwise), times
+    ``1000 / n_steps``: the guidance steps then add up to the same total on a respaced schedule."""
+    inpaint = getattr(problem.operator, "observed_mask", None) is not None
+    base, task = (0.5, "inpainting") if inpaint else (0.3, "not inpainting")
+    scale = base * AUTHORS_STEPS / n_steps
+    return scale, f"auto: {base} ({task}) x {AUTHORS_STEPS}/{n_steps} steps = {scale:.4g}"
+
+
 def make_params(problem, prior, options: DPSOptions) -> DPSParams:
     """Check the options, the noise model and the denoiser's σ range (one-line errors, before any work)."""
     n = check_steps("diffusion_steps", options.diffusion_steps)
     gaussian_sigma(problem, "dps")
     if options.scale == "auto":
-        inpaint = getattr(problem.operator, "observed_mask", None) is not None
-        scale, rule = (0.5, "auto: 0.5 (inpainting)") if inpaint else (0.3, "auto: 0.3 (not inpainting)")
+        scale, rule = auto_scale(problem, n)
     else:
         ok = isinstance(options.scale, (int, float)) and not isinstance(options.scale, bool)
         if not ok or not (math.isfinite(float(options.scale)) and float(options.scale) >= 0):
