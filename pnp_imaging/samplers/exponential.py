@@ -34,7 +34,7 @@ soft box tail), ``δ = step_fraction / q``. Sufficient for linear stability of b
 (``‖M^{1/2}(H + Q)M^{1/2}‖ < 1 + δq ≤ 2``, Q the prior Hessian, ``‖Q‖ ≤ q``). Defaults:
 ``step_fraction = 0.5`` for exponential Euler (its stiffest prior mode's variance is then
 inflated by ≤ 1.33) and 0.9 for LM (exact on Gaussians; the margin is for the nonlinear prior).
-``projected=True`` (hard clamp onto C = [−1, 2]) is the default: it lets δ use the whole prior
+``projected=True`` (hard clamp onto C, by default the image range [0, 1]) is the default: it lets δ use the whole prior
 budget; the soft tail uses ``λ = step_fraction/(2αL/ε)`` by default, which cuts δ by 3.
 One denoiser call per step, like PnP-ULA; the extra cost is one FFT pair (blur) per step.
 """
@@ -195,16 +195,22 @@ def euler_stationary_variance(h, h_prior, step_size):
     return torch.where(a.abs() < 1, psi / (1 - a**2), torch.full_like(a, float("inf")))
 
 
+#: the default box of these samplers: the image range (docs/algorithms.md §box: with the papers'
+#: [-1, 2], patterns the operator cannot see grow until the box stops them)
+IMAGE_BOX = (0.0, 1.0)
+
+
 @dataclass(frozen=True)
 class ExpOptions:
     """What a user sets (config ``sampler:`` keys): ``step_size`` δ or ``"auto"``;
-    ``step_fraction`` of the prior-only rule (None: 0.5 Euler, 0.9 LM); ``box`` C or None;
+    ``step_fraction`` of the prior-only rule (None: 0.5 Euler, 0.9 LM); ``box`` C or None
+    (default :data:`IMAGE_BOX`);
     ``projected``: keep the chain in C (default) instead of the soft tail term; ``box_rule``:
     how, ``"clamp"``, ``"metropolis"`` or ``"reflect"`` (:mod:`~pnp_imaging.samplers.box`)."""
 
     step_size: float | str = "auto"
     step_fraction: float | None = None
-    box: tuple[float, float] | None = (-1.0, 2.0)
+    box: tuple[float, float] | None = IMAGE_BOX
     projected: bool = True
     box_rule: str = "clamp"
 
