@@ -24,7 +24,8 @@ Defaults: 1000 steps; ``scale`` = 0.5 for inpainting and 0.3 otherwise (the auth
 multiplied by 1000/n, so that the n guidance steps add up to the total of their 1000 (they never
 respace; each step moves ``x`` by at most ``scale`` in norm). Measured on a 128² inpainting crop
 (50 % missing, σ_y = 2/255, two draws): 1000 steps at 0.5 gave 29.01 dB, 250 steps at 0.5 only
-19.68 dB and 250 steps at 2.0 29.36 dB. Deviations: the variance is the DDPM posterior variance
+19.68 dB and 250 steps at 2.0 29.36 dB. On a schedule of a few steps the rule's large steps
+overshoot (set ``scale``). Deviations: the variance is the DDPM posterior variance
 σ̃_t² (the authors' U-Net learns it); the noise model must be Gaussian (their Poisson variant is
 not implemented). deepinv's ``DPS`` is not used: it integrates the VP SDE with its own
 data-fidelity weighting and the global RNG.
