@@ -194,8 +194,8 @@ def test_cli_two_ranks_equal_cli_one_process(tmp_path):
     assert summary["chains"] == 3 and summary["distributed"]["chains_per_rank"] == [2, 1]
 
 
-@pytest.mark.parametrize("name,options", [("diffpir", {"diffusion_steps": 10}), ("dps", {"diffusion_steps": 10, "scale": 0.3}),
-                                          ("pnp-dm", {})])
+@pytest.mark.parametrize("name,options", [("diffpir", {"diffusion_steps": 10}),
+                                          ("dps", {"diffusion_steps": 10, "scale": 0.3}), ("pnp-dm", {})])
 def test_diffusion_samplers_take_the_same_path(name, options):
     """Independent-draw families: each step's fresh sample draws per chain too, so a split run
     merges to the one-batch run (closed-form Gaussian prior; 4 draws per chain)."""

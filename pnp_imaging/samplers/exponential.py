@@ -35,7 +35,8 @@ soft box tail), ``δ = step_fraction / q``. Sufficient for linear stability of b
 ``step_fraction = 0.5`` for exponential Euler (its stiffest prior mode's variance is then
 inflated by ≤ 1.33) and 0.9 for LM (exact on Gaussians; the margin is for the nonlinear prior).
 ``projected=True`` (hard clamp onto C, by default the image range [0, 1]) is the default: it lets
-δ use the whole prior budget; the soft tail uses ``λ = step_fraction/(2αL/ε)`` by default, which cuts δ by 3.
+δ use the whole prior budget; the soft tail uses ``λ = step_fraction/(2αL/ε)`` by default, which
+cuts δ by 3.
 One denoiser call per step, like PnP-ULA; the extra cost is one FFT pair (blur) per step.
 """
 from __future__ import annotations
