@@ -16,7 +16,7 @@ the bench measures what the demos ship:
   the MAP, run until ESS ≥ 100 and R̂ ≤ 1.01) with the zoo's sampling prior
   (``deblur_gray.yaml`` / ``inpainting.yaml``) — the anchor of the ratios;
 * ``diffpir``: DiffPIR with the authors' settings per task (``diffpir_deblur.yaml``: 100 steps,
-  λ = 7, ζ = 0.3; ``diffpir_inpainting.yaml``: 20 steps, λ = 1, ζ = 1), 25 × 4 draws;
+  λ = 7, ζ = 0.3; ``diffpir_inpainting.yaml``: 100 steps, the authors' inpainting λ = 1, ζ = 1), 25 × 4 draws;
 * ``pnp-dm``: the split-Gibbs diffusion MCMC (``pnpdm_deblur.yaml``, run until converged or 120
   sweeps, for both problems);
 * ``dps``: DPS (``dps_inpainting.yaml``, 250 steps, 4 × 2 draws, ``scale: auto``, so the authors' value
