@@ -227,16 +227,16 @@ def run_ours(problem, prior, cfg, *, n_steps, n_burnin, seed, x_ref=None, eval_e
     return record, mean.value(), half.get("mean")
 
 
-def deepinv_ula(den, *, step: float, n_iter: int, burnin_ratio: float, callback):
-    """deepinv's ULA (``sampling_builder("ULA", ...)``, projected, clip (-1, 2) as its legacy
-    ``ULA``) on the project's posterior: ``L2(sigma=σ_y)``, ``ScorePrior`` around ``den`` called
+def deepinv_ula(den, *, step: float, n_iter: int, burnin_ratio: float, callback, clip=(-1.0, 2.0)):
+    """deepinv's ULA (``sampling_builder("ULA", ...)``, projected onto ``clip``, default (-1, 2) as
+    its legacy ``ULA``) on the project's posterior: ``L2(sigma=σ_y)``, ``ScorePrior`` around ``den`` called
     with the std ``√ε`` (docs/algorithms.md §score-prior), α = 1, thinning 1, no history."""
     import deepinv as dinv
 
     return dinv.sampling.sampling_builder(
         "ULA", data_fidelity=dinv.optim.L2(sigma=C.SIGMA_Y), prior=dinv.optim.ScorePrior(denoiser=den),
         params_algo={"step_size": step, "alpha": 1.0, "sigma": math.sqrt(C.EPS)}, max_iter=n_iter,
-        burnin_ratio=burnin_ratio, thinning=1, history_size=False, clip=(-1.0, 2.0), callback=callback)
+        burnin_ratio=burnin_ratio, thinning=1, history_size=False, clip=clip, callback=callback)
 
 
 def run_deepinv_ula(problem, den, physics, *, step, n_iter, burnin_ratio, seed, x_ref, eval_every, label):

@@ -20,10 +20,19 @@ evaluation code, which runs in the callbacks on a paused stopwatch):
   ``chains`` chains as a batch of copies of y.
 * ``pnp-ula`` (the faithful PnP-ULA), ``skrock`` (the old default, s = 10), ``pnp-ula-exp``,
   ``pnp-lm-exp``, ``pnp-kinetic-exp`` (the new default, ``pnp_imaging.config.AUTO_SAMPLERS``):
-  ``pnp_imaging.sample(problem, prior, name, ...)`` with the family's default options, from the
-  PnP-SGD MAP (``pnp_imaging.map_estimate``, ``map_steps`` iterations), as ``pnp_imaging.run``
+  ``pnp_imaging.sample(problem, prior, name, ...)`` with the family's default options (box: below),
+  from the PnP-SGD MAP (``pnp_imaging.map_estimate``, ``map_steps`` iterations), as ``pnp_imaging.run``
   does. The MAP is computed once per problem; its wall time and denoiser calls are charged to
   every one of these contenders.
+
+Box C: ``--box family`` (the default) runs each family with its own default box, [−1, 2] for
+``pnp-ula`` and ``skrock`` (and deepinv's clip), [0, 1] for the likelihood-exact ones and so for
+the default reference. The box moves the std map by a few per cent (held-out deblurring: coverage
+0.923 with [−1, 2], 0.891 with [0, 1]), so with it the papers' samplers are measured against a
+reference of another posterior. ``--box lo,hi`` gives every contender, the reference and deepinv's
+clip the same box: ``--box -1,2`` for a comparison on one posterior. (With ``--box 0,1`` SK-ROCK's
+chains stop on the divergence guard within two steps on inpainting, at 16² and 32² crops of
+cameraman; the cause is not established yet.)
 
 Every contender discards its first ``burnin_evals`` denoiser calls' worth of steps (the same
 for all, in calls, not steps) and keeps every later state of every chain in float64 running
@@ -34,10 +43,10 @@ counted by a wrapper around the network (one call serves all chains; SK-ROCK mak
 ``pnp-kinetic-exp`` shares its stationary law on Gaussians) with another seed, ``ref_chains``
 chains, ``ref_steps`` steps from the MAP, ``ref_burnin`` discarded; its final mean ``x_ref``
 and std ``s_ref``. Stability: ``psnr_drift_last_half`` = |PSNR(mean at the end) − PSNR(mean
-after half the kept draws)| and ``std_drift_last_half`` = ‖s_end − s_half‖/‖s_end‖; above the
-tolerances, ``status`` is ``reference_not_converged``. The half-run estimates have twice the
-Monte Carlo variance of the full one, so the reference's own error is at most about these
-drifts.
+after half the kept draws)| and ``std_drift_last_half`` = ‖s_end − s_half‖/‖s_end‖; above
+half the tolerances (``REF_TOL_FRACTION``), ``status`` is ``reference_not_converged``. The
+half-run estimates have twice the Monte Carlo variance of the full one, so the reference's own
+error is about these drifts, and a reference whose error is near the tolerance cannot judge it.
 
 **Criterion** (``tol_db`` = 0.05, ``tol_std`` = 0.05): at kept-draw counts growing by
 ``grid`` (2 %), the running mean ``m`` and std ``s`` are evaluated; a record is *trustworthy*
@@ -92,6 +101,8 @@ OURS = ("pnp-ula", "skrock", "pnp-ula-exp", "pnp-lm-exp", "pnp-kinetic-exp")
 CONTENDERS = ("deepinv_ula", *OURS)
 OLD_DEFAULT = "skrock"
 TARGETS = {"skrock": 5.0, "deepinv_ula": 30.0}
+#: the reference's own error (about its last-half drift) must stay below this share of the criterion
+REF_TOL_FRACTION = 0.5
 DEEPINV_RULE = "0.99/(alpha*L/eps + L_y) (deepinv ULA docstring: step < 1/(L + ||A||^2), Lipschitz constants of both terms)"
 
 
@@ -125,6 +136,7 @@ def settings(args) -> dict:
                  budget_evals=60000, burnin_evals=500)
     d.update(tol_db=0.05, tol_std=0.05, grid=0.02, stay=2.0, missing=0.5, ref_sampler="pnp-lm-exp")
     d = C.apply_overrides(d, args)
+    d["box"] = _box(args.box)
     d["images"] = _choices("--images", args.images, IMAGES)
     d["operators"] = _choices("--operators", args.operators, OPERATORS)
     d["contenders"] = _choices("--contenders", args.contenders, CONTENDERS)
@@ -132,6 +144,19 @@ def settings(args) -> dict:
         d["contenders"].append(anchor_name())
     d["weight_cache"] = not args.no_weight_cache
     return d
+
+
+def _box(value: str) -> list[float] | None:
+    """``--box``: ``lo,hi`` (one box C for every contender and the reference) or ``family``."""
+    if value == "family":
+        return None
+    try:
+        lo, hi = (float(v) for v in value.split(","))
+    except ValueError:
+        raise SystemExit(f"--box: expected 'lo,hi' (e.g. 0,1) or 'family', got {value!r}") from None
+    if not lo < hi:
+        raise SystemExit(f"--box: need lo < hi, got {value!r}")
+    return [lo, hi]
 
 
 def _choices(flag: str, value: str, allowed) -> list[str]:
@@ -158,6 +183,9 @@ def build_parser():
     ap.add_argument("--images", default=",".join(IMAGES), help="cameraman,astronaut")
     ap.add_argument("--operators", default=",".join(OPERATORS), help="blur,inpainting")
     ap.add_argument("--contenders", default=",".join(CONTENDERS), help=",".join(CONTENDERS))
+    ap.add_argument("--box", default="family",
+                    help="'family' (default: each sampler's own box) or 'lo,hi': one box C for every contender, "
+                         "the reference and deepinv's clip (-1,2: one posterior for all)")
     ap.add_argument("--no-weight-cache", dest="no_weight_cache", action="store_true",
                     help="recompute the network's normalised weights in every call (as shipped)")
     return ap
@@ -252,7 +280,7 @@ def run_ours(env, cfg, name: str, *, seed: int, chains: int, n_steps: int | None
     import pnp_imaging
     from pnp_imaging.samplers import DivergenceError, build_kernel
 
-    kernel = build_kernel(name, env.problem, env.prior)
+    kernel = build_kernel(name, env.problem, env.prior, **({} if cfg["box"] is None else {"box": tuple(cfg["box"])}))
     per_step = int(getattr(kernel.params, "n_stages", 1))
     n_burnin = max(cfg["burnin_evals"] // per_step, 1) if n_burnin is None else n_burnin
     n_steps = n_burnin + max(cfg["budget_evals"] // per_step - n_burnin, 2) if n_steps is None else n_steps
@@ -282,7 +310,8 @@ def run_deepinv(env, cfg, *, seed: int, target):
         if iter >= n_burnin:
             tr.observe(X["x"])
 
-    sampler = deepinv_ula(env.den, step=env.ula_step, n_iter=n_iter, burnin_ratio=0.0, callback=callback)
+    sampler = deepinv_ula(env.den, step=env.ula_step, n_iter=n_iter, burnin_ratio=0.0, callback=callback,
+                          clip=tuple(cfg["box"] or (-1.0, 2.0)))
     y = env.problem.y.expand(cfg["chains"], *env.problem.y.shape[1:]).contiguous()
     torch.manual_seed(seed)  # deepinv draws its noise from the global generator
     tr.sw, tr.calls0 = C.Stopwatch(), env.den.calls
@@ -342,11 +371,12 @@ def _reference(env, cfg, seed: int) -> tuple[dict, tuple, list]:
     if rec["psnr_map"] is not None and p_ref < rec["psnr_map"] - 1.0:
         warnings.append(("suspect_posterior", f"SUSPECT POSTERIOR: reference MMSE {p_ref:.2f} dB is over 1 dB below "
                          f"the MAP ({rec['psnr_map']:.2f} dB)."))
-    if not rec["status"].startswith("budget") or rec["psnr_drift_last_half"] > cfg["tol_db"] \
-            or rec["std_drift_last_half"] > cfg["tol_std"]:
+    tol_db, tol_std = REF_TOL_FRACTION * cfg["tol_db"], REF_TOL_FRACTION * cfg["tol_std"]
+    if not rec["status"].startswith("budget") or rec["psnr_drift_last_half"] > tol_db \
+            or rec["std_drift_last_half"] > tol_std:
         warnings.append(("reference_not_converged", f"REFERENCE NOT CONVERGED ({rec['status']}): last-half drift "
-                         f"{rec['psnr_drift_last_half']:.3f} dB, std {rec['std_drift_last_half']:.3f} (tolerances "
-                         f"{cfg['tol_db']}, {cfg['tol_std']}); lengthen --ref-steps."))
+                         f"{rec['psnr_drift_last_half']:.3f} dB, std {rec['std_drift_last_half']:.3f} (limits "
+                         f"{tol_db:.3g}, {tol_std:.3g}: half the criterion's); lengthen --ref-steps."))
     return rec, (p_ref, std), warnings
 
 
