@@ -30,9 +30,9 @@ Box C: ``--box family`` (the default) runs each family with its own default box,
 the default reference. The box moves the std map by a few per cent (held-out deblurring: coverage
 0.923 with [−1, 2], 0.891 with [0, 1]), so with it the papers' samplers are measured against a
 reference of another posterior. ``--box lo,hi`` gives every contender, the reference and deepinv's
-clip the same box: ``--box -1,2`` for a comparison on one posterior. (With ``--box 0,1`` SK-ROCK's
-chains stop on the divergence guard within two steps on inpainting, at 16² and 32² crops of
-cameraman; the cause is not established yet.)
+clip the same box: ``--box=-1,2`` (with ``=``: the value starts with a minus) for a comparison on
+one posterior. (With ``--box 0,1`` SK-ROCK's chains stop on the divergence guard within two steps
+on inpainting, at 16² and 32² crops of cameraman; the cause is not established yet.)
 
 Every contender discards its first ``burnin_evals`` denoiser calls' worth of steps (the same
 for all, in calls, not steps) and keeps every later state of every chain in float64 running
@@ -159,6 +159,11 @@ def _box(value: str) -> list[float] | None:
     return [lo, hi]
 
 
+def _box_option(cfg, key: str) -> dict:
+    """``{key: (lo, hi)}`` when ``--box`` fixes one box for all, else ``{}`` (the family's default)."""
+    return {} if cfg["box"] is None else {key: tuple(cfg["box"])}
+
+
 def _choices(flag: str, value: str, allowed) -> list[str]:
     picked = [v.strip() for v in value.split(",") if v.strip()]
     unknown = [v for v in picked if v not in allowed]
@@ -185,7 +190,7 @@ def build_parser():
     ap.add_argument("--contenders", default=",".join(CONTENDERS), help=",".join(CONTENDERS))
     ap.add_argument("--box", default="family",
                     help="'family' (default: each sampler's own box) or 'lo,hi': one box C for every contender, "
-                         "the reference and deepinv's clip (-1,2: one posterior for all)")
+                         "the reference and deepinv's clip (--box=-1,2: one posterior for all)")
     ap.add_argument("--no-weight-cache", dest="no_weight_cache", action="store_true",
                     help="recompute the network's normalised weights in every call (as shipped)")
     return ap
@@ -280,7 +285,7 @@ def run_ours(env, cfg, name: str, *, seed: int, chains: int, n_steps: int | None
     import pnp_imaging
     from pnp_imaging.samplers import DivergenceError, build_kernel
 
-    kernel = build_kernel(name, env.problem, env.prior, **({} if cfg["box"] is None else {"box": tuple(cfg["box"])}))
+    kernel = build_kernel(name, env.problem, env.prior, **_box_option(cfg, "box"))
     per_step = int(getattr(kernel.params, "n_stages", 1))
     n_burnin = max(cfg["burnin_evals"] // per_step, 1) if n_burnin is None else n_burnin
     n_steps = n_burnin + max(cfg["budget_evals"] // per_step - n_burnin, 2) if n_steps is None else n_steps
@@ -311,7 +316,7 @@ def run_deepinv(env, cfg, *, seed: int, target):
             tr.observe(X["x"])
 
     sampler = deepinv_ula(env.den, step=env.ula_step, n_iter=n_iter, burnin_ratio=0.0, callback=callback,
-                          clip=tuple(cfg["box"] or (-1.0, 2.0)))
+                          **_box_option(cfg, "clip"))
     y = env.problem.y.expand(cfg["chains"], *env.problem.y.shape[1:]).contiguous()
     torch.manual_seed(seed)  # deepinv draws its noise from the global generator
     tr.sw, tr.calls0 = C.Stopwatch(), env.den.calls

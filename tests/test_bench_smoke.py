@@ -139,6 +139,17 @@ def test_answer_times_enter_and_stay():
     assert not answer_times(recs[:3], stay=2.0)["answer"]["reached"]
 
 
+
+def test_time_to_answer_box_option():
+    """``--box``: each family's own box, or one box handed to every sampler (and deepinv's clip)."""
+    from bench.bench_time_to_answer import _box, _box_option
+
+    assert _box("family") is None and _box("-1,2") == [-1.0, 2.0]
+    for bad in ("1,0", "0", "a,b"):
+        with pytest.raises(SystemExit, match="--box"):
+            _box(bad)
+    assert _box_option({"box": None}, "clip") == {} and _box_option({"box": [0.0, 1.0]}, "box") == {"box": (0.0, 1.0)}
+
 @pytest.mark.slow
 def test_memory_smoke(tmp_path):
     from bench import bench_memory as b
