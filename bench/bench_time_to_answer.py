@@ -31,8 +31,7 @@ the default reference. The box moves the std map by a few per cent (held-out deb
 0.923 with [−1, 2], 0.891 with [0, 1]), so with it the papers' samplers are measured against a
 reference of another posterior. ``--box lo,hi`` gives every contender, the reference and deepinv's
 clip the same box: ``--box=-1,2`` (with ``=``: the value starts with a minus) for a comparison on
-one posterior. (With ``--box 0,1`` SK-ROCK's chains stop on the divergence guard within two steps
-on inpainting, at 16² and 32² crops of cameraman; the cause is not established yet.)
+one posterior.
 
 Every contender discards its first ``burnin_evals`` denoiser calls' worth of steps (the same
 for all, in calls, not steps) and keeps every later state of every chain in float64 running

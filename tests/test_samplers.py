@@ -354,6 +354,27 @@ def test_skrock_stationary_variance_formula():
     assert math.isinf(f(1.0, 200.0))  # beyond the stability length 172.98
 
 
+def test_skrock_soft_tail_stable_at_the_face():
+    """Data-stiff pixels (σ = 1/255) whose posterior sits on the face of C = [0, 1], auto step:
+    with the tail inside the stages the recursion oscillated out to |x| ≈ 3 (variance ×4e5 in
+    1-D; ``docs/algorithms.md §skrock-step``); with the tail as a proximal step after the stages
+    the chains stay within a few posterior std of the face and their spread near the posterior's."""
+    hw, sigma, s2, eps = 8, 1 / 255, 0.01, (5 / 255) ** 2
+    g = torch.Generator().manual_seed(0)
+    y = sigma * torch.randn(1, 1, hw, hw, generator=g, dtype=torch.float64)  # truth 0: on the face
+    problem = Problem(operator=Identity(), noise=GaussianNoise(sigma), y=y)
+    prior = ScorePrior(GaussianDenoiser.isotropic(0.0, s2, (1, hw, hw)), eps, 1.0)
+    params = skrock.make_params(problem, prior, clip=(0.0, 1.0))
+    k = skrock.kernel(problem, prior, params)
+    samples, on_sample = _collect()
+    run_chain(k, k.init(dispersed_init(y.clamp(0, 1), 4, spread=0.001, generator=g)), n_steps=400, n_burnin=100,
+              thin=1, generator=g, on_sample=on_sample, trace=TraceConfig(n_random=1, loglik=False, slow=False))
+    draws = _draws(samples)
+    post_sd = (1 / sigma**2 + 1 / (s2 + eps)) ** -0.5  # without the tail, which only narrows it
+    assert np.abs(draws).max() < 10 * post_sd
+    assert 0.1 < draws.std(axis=(0, 1)).mean() / post_sd < 1.5
+
+
 def test_float32_chain_keeps_dtype():
     gs = Gaussian(hw=8)
     y32 = gs.problem.y.float()

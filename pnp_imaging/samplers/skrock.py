@@ -14,10 +14,18 @@ Pereyra et al., ``SKROCK.m``; ``docs/algorithms.md §skrock``)::
     K₀ = X;  K₁ = X − μ₁δ∇U(X + ν₁Q) + κ₁Q
     K_j = −μ_jδ∇U(K_{j−1}) + ν_jK_{j−1} + κ_jK_{j−2},   j = 2..s, with
         μ_j = 2ω₁T_{j−1}(ω₀)/T_j(ω₀),  ν_j = 2ω₀T_{j−1}(ω₀)/T_j(ω₀),  κ_j = 1 − ν_j
-    X_new = K_s  [then Π_C if projected=True — deepinv's ``SKRockIterator`` choice]
+    X_new = K_s  [then Π_C if projected=True — deepinv's ``SKRockIterator`` choice;
+                  else, with a box, the tail's proximal step X_new += δ/(λ + δ)(Π_C(X_new) − X_new)]
 
 T_j are Chebyshev polynomials of the first kind (T₀ = 1, T₁ = x, T_{j+1} = 2xT_j − T_{j−1}).
 Each outer step costs ``s`` evaluations of ∇U (``s`` denoiser calls).
+
+The soft box tail ``d(x, C)²/(2λ)`` is not in the stages (our choice, ``docs/algorithms.md
+§skrock-step``): its curvature jumps from 0 to 1/λ at the faces, and a data-stiff pixel at a face
+(stiffness h + 1/λ near the end of the stability interval) made the Chebyshev recursion, stable for
+each linear piece, oscillate without bound (1-D, s = 10, p = 0.99: variance ×4e5; with the box
+[0, 1], 50 % inpainting diverged within two steps). Its exact proximal step after the stages is
+non-expansive, so the step stays stable; inside C it is the identity and nothing changes.
 
 Defaults: ``s = 10``, ``η = 0.05`` (the official code hard-codes η = 0.05; s = 10 there and in
 the MI2G SK-ROCK tutorial), ``p = 0.99`` (the MI2G SK-ROCK tutorial; the official code uses 0.5
@@ -67,6 +75,7 @@ __all__ = [
     "step",
     "kernel",
     "grad_potential",
+    "tail_prox",
     "stability_length",
     "coefficients",
     "stationary_variance_quadratic",
@@ -172,12 +181,17 @@ def make_params(
 
 
 def grad_potential(x: torch.Tensor, problem, prior, params: SKROCKParams) -> torch.Tensor:
-    """``∇U(x) = ∇f_y(x) − α(D_ε(x) − x)/ε [+ (x − Π_C(x))/λ]`` (one denoiser call)."""
-    g = problem.data_grad(x) - prior.score(x)  # out of place: data_grad may return a view
-    if params.clip is not None and not params.projected:
-        lo, hi = params.clip
-        g.sub_(torch.clamp(x, lo, hi).sub_(x), alpha=1.0 / params.lam)
-    return g
+    """``∇f_y(x) − α(D_ε(x) − x)/ε``, the smooth part of ∇U the stages integrate (one denoiser
+    call; the box tail is applied after the stages, :func:`tail_prox`)."""
+    return problem.data_grad(x) - prior.score(x)  # out of place: data_grad may return a view
+
+
+def tail_prox(x: torch.Tensor, params: SKROCKParams) -> torch.Tensor:
+    """In place: the exact proximal map of the soft tail ``δ d(x, C)²/(2λ)``,
+    ``x + δ/(λ + δ) (Π_C(x) − x)`` (``docs/algorithms.md §skrock-step``); identity inside C."""
+    lo, hi = params.clip
+    d = params.step_size
+    return x.add_(torch.clamp(x, lo, hi).sub_(x), alpha=d / (params.lam + d))
 
 
 def init(x0: torch.Tensor, problem, prior, params: SKROCKParams) -> SKROCKState:
@@ -205,7 +219,9 @@ def step(state: SKROCKState, problem, prior, params: SKROCKParams, *, generator:
         k.add_(k_prev, alpha=nu[j]).add_(k_prev2, alpha=ka[j])
         k_prev2, k_prev = k_prev, k
     x_new = k_prev
-    oob = apply_box(x_new, params.clip, params.projected)
+    oob = apply_box(x_new, params.clip, params.projected)  # measured before the tail pulls x_new in
+    if params.clip is not None and not params.projected:
+        tail_prox(x_new, params)
     return SKROCKState(x_new, state.step + 1), SKROCKInfo(oob, s)
 
 
