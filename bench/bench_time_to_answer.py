@@ -40,7 +40,10 @@ counted by a wrapper around the network (one call serves all chains; SK-ROCK mak
 
 **Reference**: ``ref_sampler`` (default ``pnp-lm-exp``, exact on Gaussian targets; the anchor
 ``pnp-kinetic-exp`` shares its stationary law on Gaussians) with another seed, ``ref_chains``
-chains, ``ref_steps`` steps from the MAP, ``ref_burnin`` discarded; its final mean ``x_ref``
+chains, ``ref_steps`` steps from the MAP, ``ref_burnin`` discarded, at the family's step or at
+``--ref-step-fraction`` (with a network prior the schemes' std maps carry different O(δ²) biases,
+a few per cent at the default step: a smaller reference step judges them on the step-free
+posterior); its final mean ``x_ref``
 and std ``s_ref``. Stability: ``psnr_drift_last_half`` = |PSNR(mean at the end) − PSNR(mean
 after half the kept draws)| and ``std_drift_last_half`` = ‖s_end − s_half‖/‖s_end‖; above
 half the tolerances (``REF_TOL_FRACTION``), ``status`` is ``reference_not_converged``. The
@@ -133,7 +136,8 @@ def settings(args) -> dict:
     else:
         d = dict(crop=None, map_steps=300, ref_steps=40000, ref_burnin=1000, ref_chains=4, chains=2,
                  budget_evals=60000, burnin_evals=500)
-    d.update(tol_db=0.05, tol_std=0.05, grid=0.02, stay=2.0, missing=0.5, ref_sampler="pnp-lm-exp")
+    d.update(tol_db=0.05, tol_std=0.05, grid=0.02, stay=2.0, missing=0.5, ref_sampler="pnp-lm-exp",
+             ref_step_fraction=None)
     d = C.apply_overrides(d, args)
     d["box"] = _box(args.box)
     d["images"] = _choices("--images", args.images, IMAGES)
@@ -184,6 +188,9 @@ def build_parser():
     ap.add_argument("--tol-std", dest="tol_std", type=float, default=None, help="std map relative RMS error (0.05)")
     ap.add_argument("--stay", type=float, default=None, help="stop once settled until stay x the hit's steps (2)")
     ap.add_argument("--ref-sampler", dest="ref_sampler", default=None, help="reference sampler (pnp-lm-exp)")
+    ap.add_argument("--ref-step-fraction", dest="ref_step_fraction", type=float, default=None,
+                    help="the reference's step_fraction (default: its family's); smaller = less step bias, "
+                         "more steps needed")
     ap.add_argument("--images", default=",".join(IMAGES), help="cameraman,astronaut")
     ap.add_argument("--operators", default=",".join(OPERATORS), help="blur,inpainting")
     ap.add_argument("--contenders", default=",".join(CONTENDERS), help=",".join(CONTENDERS))
@@ -278,13 +285,14 @@ def answer_times(records: list[dict], *, stay: float) -> dict:
 # runs
 # --------------------------------------------------------------------------------------------
 def run_ours(env, cfg, name: str, *, seed: int, chains: int, n_steps: int | None = None, n_burnin: int | None = None,
-             target=None, half: bool = False):
+             target=None, half: bool = False, options: dict | None = None):
     """``pnp_imaging.sample(problem, prior, kernel, ...)`` from the shared MAP; returns the record
-    and its tracker. ``n_steps``/``n_burnin`` default to the budget and burn-in in calls."""
+    and its tracker. ``n_steps``/``n_burnin`` default to the budget and burn-in in calls;
+    ``options``: sampler options beyond the box."""
     import pnp_imaging
     from pnp_imaging.samplers import DivergenceError, build_kernel
 
-    kernel = build_kernel(name, env.problem, env.prior, **_box_option(cfg, "box"))
+    kernel = build_kernel(name, env.problem, env.prior, **_box_option(cfg, "box"), **(options or {}))
     per_step = int(getattr(kernel.params, "n_stages", 1))
     n_burnin = max(cfg["burnin_evals"] // per_step, 1) if n_burnin is None else n_burnin
     n_steps = n_burnin + max(cfg["budget_evals"] // per_step - n_burnin, 2) if n_steps is None else n_steps
@@ -362,8 +370,10 @@ def _setup_problem(base, cfg, args, image: str, operator: str) -> SimpleNamespac
 def _reference(env, cfg, seed: int) -> tuple[dict, tuple, list]:
     """The long run; its summary (drifts, sanity) and warnings; ``(p_ref, s_ref)``."""
     C.log(f"{NAME}: reference {cfg['ref_sampler']} ({cfg['ref_steps']} steps x {cfg['ref_chains']} chains)")
+    frac = cfg["ref_step_fraction"]
     rec, tr = run_ours(env, cfg, cfg["ref_sampler"], seed=seed + 1000, chains=cfg["ref_chains"],
-                       n_steps=cfg["ref_steps"], n_burnin=cfg["ref_burnin"], half=True)
+                       n_steps=cfg["ref_steps"], n_burnin=cfg["ref_burnin"], half=True,
+                       options=None if frac is None else {"step_fraction": frac})
     if tr.moments.count < 2 or tr.half is None:
         raise SystemExit(f"{NAME}: the reference run kept too few draws ({rec['status']})")
     x_true, mean, std = env.problem.x_true, tr.moments.mean, tr.moments.variance.sqrt()

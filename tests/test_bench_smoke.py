@@ -150,6 +150,20 @@ def test_time_to_answer_box_option():
             _box(bad)
     assert _box_option({"box": None}, "clip") == {} and _box_option({"box": [0.0, 1.0]}, "box") == {"box": (0.0, 1.0)}
 
+
+def test_time_to_answer_reference_step(tmp_path):
+    """``--ref-step-fraction``: the reference runs at that share of the stability bound, here half
+    the default (0.9), so its step is half the same sampler's default step."""
+    from bench import bench_time_to_answer as b
+
+    b.main([*SMOKE, "--images", "cameraman", "--operators", "blur", "--contenders", "pnp-lm-exp",
+            "--ref-step-fraction", "0.45", "--budget-evals", "20", "--out", str(tmp_path)])
+    raw = _load(tmp_path, b.NAME)["raw"]["problems"]["cameraman/blur"]
+    ref, own = raw["reference"], raw["contenders"]["pnp-lm-exp"]
+    assert ref["sampler"] == own["sampler"] == "pnp-lm-exp"
+    assert ref["step_size"] == pytest.approx(own["step_size"] / 2, rel=1e-6)
+
+
 @pytest.mark.slow
 def test_memory_smoke(tmp_path):
     from bench import bench_memory as b
