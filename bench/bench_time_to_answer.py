@@ -41,9 +41,10 @@ counted by a wrapper around the network (one call serves all chains; SK-ROCK mak
 **Reference**: ``ref_sampler`` (default ``pnp-lm-exp``, exact on Gaussian targets; the anchor
 ``pnp-kinetic-exp`` shares its stationary law on Gaussians) with another seed, ``ref_chains``
 chains, ``ref_steps`` steps from the MAP, ``ref_burnin`` discarded, at the family's step or at
-``--ref-step-fraction`` (with a network prior the schemes' std maps carry different O(δ²) biases,
-a few per cent at the default step: a smaller reference step judges them on the step-free
-posterior); its final mean ``x_ref``
+``--ref-option step_fraction=F`` (with a network prior the schemes' std maps carry different
+O(δ²) biases, a few per cent at the default step: a smaller reference step judges them on the
+step-free posterior; ``--ref-option`` passes any option of the reference's family, e.g.
+``friction`` for ``pnp-kinetic-exp``); its final mean ``x_ref``
 and std ``s_ref``. Stability: ``psnr_drift_last_half`` = |PSNR(mean at the end) − PSNR(mean
 after half the kept draws)| and ``std_drift_last_half`` = ‖s_end − s_half‖/‖s_end‖; above
 half the tolerances (``REF_TOL_FRACTION``), ``status`` is ``reference_not_converged``. The
@@ -137,9 +138,10 @@ def settings(args) -> dict:
         d = dict(crop=None, map_steps=300, ref_steps=40000, ref_burnin=1000, ref_chains=4, chains=2,
                  budget_evals=60000, burnin_evals=500)
     d.update(tol_db=0.05, tol_std=0.05, grid=0.02, stay=2.0, missing=0.5, ref_sampler="pnp-lm-exp",
-             ref_step_fraction=None)
+             ref_options={})
     d = C.apply_overrides(d, args)
     d["box"] = _box(args.box)
+    d["ref_options"] = _ref_options(args.ref_option)
     d["images"] = _choices("--images", args.images, IMAGES)
     d["operators"] = _choices("--operators", args.operators, OPERATORS)
     d["contenders"] = _choices("--contenders", args.contenders, CONTENDERS)
@@ -160,6 +162,20 @@ def _box(value: str) -> list[float] | None:
     if not lo < hi:
         raise SystemExit(f"--box: need lo < hi, got {value!r}")
     return [lo, hi]
+
+
+def _ref_options(items: list[str]) -> dict:
+    """``--ref-option KEY=VALUE`` (repeatable) → ``{key: float(value)}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise SystemExit(f"--ref-option: expected KEY=NUMBER (e.g. step_fraction=0.225), got {item!r}")
+    return out
 
 
 def _box_option(cfg, key: str) -> dict:
@@ -188,9 +204,9 @@ def build_parser():
     ap.add_argument("--tol-std", dest="tol_std", type=float, default=None, help="std map relative RMS error (0.05)")
     ap.add_argument("--stay", type=float, default=None, help="stop once settled until stay x the hit's steps (2)")
     ap.add_argument("--ref-sampler", dest="ref_sampler", default=None, help="reference sampler (pnp-lm-exp)")
-    ap.add_argument("--ref-step-fraction", dest="ref_step_fraction", type=float, default=None,
-                    help="the reference's step_fraction (default: its family's); smaller = less step bias, "
-                         "more steps needed")
+    ap.add_argument("--ref-option", dest="ref_option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an option of the reference's sampler family (repeatable; numbers as floats), e.g. "
+                         "step_fraction=0.225: a smaller step, less step bias, more steps needed")
     ap.add_argument("--images", default=",".join(IMAGES), help="cameraman,astronaut")
     ap.add_argument("--operators", default=",".join(OPERATORS), help="blur,inpainting")
     ap.add_argument("--contenders", default=",".join(CONTENDERS), help=",".join(CONTENDERS))
@@ -370,10 +386,8 @@ def _setup_problem(base, cfg, args, image: str, operator: str) -> SimpleNamespac
 def _reference(env, cfg, seed: int) -> tuple[dict, tuple, list]:
     """The long run; its summary (drifts, sanity) and warnings; ``(p_ref, s_ref)``."""
     C.log(f"{NAME}: reference {cfg['ref_sampler']} ({cfg['ref_steps']} steps x {cfg['ref_chains']} chains)")
-    frac = cfg["ref_step_fraction"]
     rec, tr = run_ours(env, cfg, cfg["ref_sampler"], seed=seed + 1000, chains=cfg["ref_chains"],
-                       n_steps=cfg["ref_steps"], n_burnin=cfg["ref_burnin"], half=True,
-                       options=None if frac is None else {"step_fraction": frac})
+                       n_steps=cfg["ref_steps"], n_burnin=cfg["ref_burnin"], half=True, options=cfg["ref_options"])
     if tr.moments.count < 2 or tr.half is None:
         raise SystemExit(f"{NAME}: the reference run kept too few draws ({rec['status']})")
     x_true, mean, std = env.problem.x_true, tr.moments.mean, tr.moments.variance.sqrt()

@@ -152,12 +152,16 @@ def test_time_to_answer_box_option():
 
 
 def test_time_to_answer_reference_step(tmp_path):
-    """``--ref-step-fraction``: the reference runs at that share of the stability bound, here half
-    the default (0.9), so its step is half the same sampler's default step."""
+    """``--ref-option step_fraction=F``: the reference runs at that share of the stability bound,
+    here half the default (0.9), so its step is half the same sampler's default step."""
     from bench import bench_time_to_answer as b
 
+    assert b._ref_options(["step_fraction=0.45", "friction=0.1"]) == {"step_fraction": 0.45, "friction": 0.1}
+    for bad in ("step_fraction", "=1", "friction=low"):
+        with pytest.raises(SystemExit, match="--ref-option"):
+            b._ref_options([bad])
     b.main([*SMOKE, "--images", "cameraman", "--operators", "blur", "--contenders", "pnp-lm-exp",
-            "--ref-step-fraction", "0.45", "--budget-evals", "20", "--out", str(tmp_path)])
+            "--ref-option", "step_fraction=0.45", "--budget-evals", "20", "--out", str(tmp_path)])
     raw = _load(tmp_path, b.NAME)["raw"]["problems"]["cameraman/blur"]
     ref, own = raw["reference"], raw["contenders"]["pnp-lm-exp"]
     assert ref["sampler"] == own["sampler"] == "pnp-lm-exp"
