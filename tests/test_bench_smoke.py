@@ -139,7 +139,6 @@ def test_answer_times_enter_and_stay():
     assert not answer_times(recs[:3], stay=2.0)["answer"]["reached"]
 
 
-
 def test_time_to_answer_box_option():
     """``--box``: each family's own box, or one box handed to every sampler (and deepinv's clip)."""
     from bench.bench_time_to_answer import _box, _box_option
