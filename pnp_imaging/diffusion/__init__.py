@@ -14,7 +14,8 @@ Registered families (``pnp_imaging.sample(problem, prior, "<name>", ...)`` or ``
 The denoiser must cover the noise levels the schedule calls it at (σ ≈ 0.005 … 79 on the [0, 1]
 scale for the DDPM schedule; the zoo's ``edm_gray``). :mod:`~pnp_imaging.diffusion.schedule` holds
 the VP ↔ VE ↔ denoiser conversion, :mod:`~pnp_imaging.diffusion.guidance` particle guidance,
-:mod:`~pnp_imaging.diffusion.constraint` the Metropolis box.
+:mod:`~pnp_imaging.diffusion.constraint` the Metropolis box, :mod:`~pnp_imaging.diffusion.coupling`
+PnP-DM's coupling in closed form for an exact stationary Gaussian prior.
 """
 from __future__ import annotations
 
