@@ -50,6 +50,10 @@ after half the kept draws)| and ``std_drift_last_half`` = ‖s_end − s_half‖
 half the tolerances (``REF_TOL_FRACTION``), ``status`` is ``reference_not_converged``. The
 half-run estimates have twice the Monte Carlo variance of the full one, so the reference's own
 error is about these drifts, and a reference whose error is near the tolerance cannot judge it.
+``--ref-cache DIR`` keeps each reference's record and std map in ``DIR`` (file named by a hash
+of everything the run depends on: problem, seed, MAP steps, reference sampler, options, steps,
+chains, box, weights) and reuses it when all of that matches, so that long contenders can run in
+separate invocations against one reference (the record then says ``read_from``).
 
 **Criterion** (``tol_db`` = 0.05, ``tol_std`` = 0.05): at kept-draw counts growing by
 ``grid`` (2 %), the running mean ``m`` and std ``s`` are evaluated; a record is *trustworthy*
@@ -84,6 +88,8 @@ more cores. ``--smoke``: plumbing only (tests), numbers meaningless.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import sys
 import time
@@ -95,6 +101,7 @@ import torch
 from bench import _common as C
 from bench.bench_mmse_speed import _warm_start, deepinv_ula
 from bench.bench_sampler_overhead import TimedDenoiser
+from pnp_imaging._io import atomic_torch_save
 from pnp_imaging.metrics import psnr
 
 NAME = "bench_time_to_answer"
@@ -148,6 +155,7 @@ def settings(args) -> dict:
     if anchor_name() not in d["contenders"]:
         d["contenders"].append(anchor_name())
     d["weight_cache"] = not args.no_weight_cache
+    d["ref_cache"] = args.ref_cache
     return d
 
 
@@ -207,6 +215,10 @@ def build_parser():
     ap.add_argument("--ref-option", dest="ref_option", action="append", default=[], metavar="KEY=VALUE",
                     help="an option of the reference's sampler family (repeatable; numbers as floats), e.g. "
                          "step_fraction=0.225: a smaller step, less step bias, more steps needed")
+    ap.add_argument("--ref-cache", dest="ref_cache", default=None, metavar="DIR",
+                    help="keep each reference's record and std map in DIR and reuse one whose settings (problem, "
+                         "seed, MAP, reference sampler and options, steps, chains, box, weights) all match: "
+                         "contenders can then be run in separate invocations against the same reference")
     ap.add_argument("--images", default=",".join(IMAGES), help="cameraman,astronaut")
     ap.add_argument("--operators", default=",".join(OPERATORS), help="blur,inpainting")
     ap.add_argument("--contenders", default=",".join(CONTENDERS), help=",".join(CONTENDERS))
@@ -371,7 +383,8 @@ def _setup_problem(base, cfg, args, image: str, operator: str) -> SimpleNamespac
 
     x_true = C.load_image(IMAGES[image], cfg["crop"])
     problem = _problem(x_true, operator, cfg, args.seed)
-    env = SimpleNamespace(problem=problem, den=base.den, prior=base.prior, physics=C.deepinv_physics(problem))
+    env = SimpleNamespace(problem=problem, den=base.den, prior=base.prior, physics=C.deepinv_physics(problem),
+                          image=image, operator=operator, den_info=base.den_info)
     env.ula_step = ula.auto_rule(base.prior.lipschitz, problem.data_lipschitz, projected=True)[0]
     sw, calls0 = C.Stopwatch(), base.den.calls
     x_map, map_info, _ = _warm_start(problem, base.prior, cfg, torch.Generator().manual_seed(args.seed + 7))
@@ -383,8 +396,29 @@ def _setup_problem(base, cfg, args, image: str, operator: str) -> SimpleNamespac
     return env
 
 
-def _reference(env, cfg, seed: int) -> tuple[dict, tuple, list]:
-    """The long run; its summary (drifts, sanity) and warnings; ``(p_ref, s_ref)``."""
+def _reference_key(env, cfg, seed: int) -> dict:
+    """Everything the reference run depends on: a cached one is reused only when all of it matches."""
+    keys = ("crop", "box", "missing", "map_steps", "ref_sampler", "ref_options", "ref_steps", "ref_burnin", "ref_chains")
+    return {**{k: cfg[k] for k in keys}, "seed": seed, "image": env.image, "operator": env.operator,
+            "sigma_y": C.SIGMA_Y, "eps": C.EPS, "prior_lipschitz": env.prior.lipschitz,
+            "weights": env.den_info.get("weights"), "denoiser": env.den_info.get("name")}
+
+
+def _cache_file(cfg, key: dict) -> Path | None:
+    if not cfg.get("ref_cache"):
+        return None
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Path(cfg["ref_cache"]) / f"reference_{key['image']}_{key['operator']}_{digest}.pt"
+
+
+def _run_reference(env, cfg, seed: int) -> tuple[dict, torch.Tensor]:
+    """The long run itself: its record (drifts) and std map, or the cached ones (``--ref-cache``)."""
+    key = _reference_key(env, cfg, seed)
+    path = _cache_file(cfg, key)
+    if path is not None and path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        C.log(f"{NAME}: reference read from {path}")
+        return {**json.loads(saved["record"]), "read_from": str(path)}, saved["std"]
     C.log(f"{NAME}: reference {cfg['ref_sampler']} ({cfg['ref_steps']} steps x {cfg['ref_chains']} chains)")
     rec, tr = run_ours(env, cfg, cfg["ref_sampler"], seed=seed + 1000, chains=cfg["ref_chains"],
                        n_steps=cfg["ref_steps"], n_burnin=cfg["ref_burnin"], half=True, options=cfg["ref_options"])
@@ -393,8 +427,20 @@ def _reference(env, cfg, seed: int) -> tuple[dict, tuple, list]:
     x_true, mean, std = env.problem.x_true, tr.moments.mean, tr.moments.variance.sqrt()
     p_ref = psnr(mean, x_true)
     rec.update(psnr_truth=p_ref, draws=tr.moments.count, psnr_drift_last_half=abs(p_ref - psnr(tr.half[0], x_true)),
-               std_drift_last_half=float((std - tr.half[1]).norm() / std.norm()), mean_std=float(std.mean()),
-               psnr_map=env.info["map"].get("psnr_truth"))
+               std_drift_last_half=float((std - tr.half[1]).norm() / std.norm()), mean_std=float(std.mean()))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save({"key": json.dumps(key, sort_keys=True, default=str), "std": std,
+                           "record": json.dumps(rec, default=float)}, path)
+        C.log(f"{NAME}: reference saved to {path}")
+    return rec, std
+
+
+def _reference(env, cfg, seed: int) -> tuple[dict, tuple, list]:
+    """The long run (or its cache); its summary (drifts, sanity) and warnings; ``(p_ref, s_ref)``."""
+    rec, std = _run_reference(env, cfg, seed)
+    p_ref = rec["psnr_truth"]
+    rec["psnr_map"] = env.info["map"].get("psnr_truth")
     warnings = []
     if rec["psnr_map"] is not None and p_ref < rec["psnr_map"] - 1.0:
         warnings.append(("suspect_posterior", f"SUSPECT POSTERIOR: reference MMSE {p_ref:.2f} dB is over 1 dB below "

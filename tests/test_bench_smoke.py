@@ -167,6 +167,25 @@ def test_time_to_answer_reference_step(tmp_path):
     assert ref["step_size"] == pytest.approx(own["step_size"] / 2, rel=1e-6)
 
 
+def test_time_to_answer_reference_cache(tmp_path):
+    """``--ref-cache DIR``: the first run saves its reference; a second with the same settings
+    reads it (same record, contenders judged against the same std map); other reference settings
+    make another file."""
+    from bench import bench_time_to_answer as b
+
+    def run(out, *extra):
+        b.main([*SMOKE, "--images", "cameraman", "--operators", "blur", "--contenders", "pnp-lm-exp",
+                "--budget-evals", "20", "--ref-cache", str(tmp_path / "refs"), "--out", str(tmp_path / out), *extra])
+        return _load(tmp_path / out, b.NAME)["raw"]["problems"]["cameraman/blur"]["reference"]
+
+    first, second = run("a"), run("b")
+    assert "read_from" not in first and second.pop("read_from").startswith(str(tmp_path / "refs"))
+    assert second == first
+    assert len(list((tmp_path / "refs").glob("reference_cameraman_blur_*.pt"))) == 1
+    run("c", "--ref-option", "step_fraction=0.45")
+    assert len(list((tmp_path / "refs").glob("reference_cameraman_blur_*.pt"))) == 2
+
+
 @pytest.mark.slow
 def test_memory_smoke(tmp_path):
     from bench import bench_memory as b
