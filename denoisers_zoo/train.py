@@ -29,7 +29,9 @@ downscaled to the patch size, by a factor log-uniform in [``min``, 1] (``PatchSa
 
 Optional ``perturbation: {type: grating, prob, amp: [lo, hi], freq: [lo, hi], window: [lo, hi]}``
 adds a windowed near-Nyquist grating to a share of the noisy inputs (clean target; see
-``_grating_perturbation``).
+``_grating_perturbation``); ``{type: excess_noise, prob, factor: [lo, hi]}`` adds white noise of
+``k σ``, ``k ~ U[factor]``, beyond the σ the network is told (``_excess_noise_perturbation``); a
+list applies each.
 
 ``sigma`` distributions: ``{dist: uniform, low, high}``, ``{dist: loguniform, low, high}``
 (low > 0; puts more mass at small noise levels, where PnP priors are used), ``{dist: fixed,
@@ -198,6 +200,34 @@ def _grating_perturbation(cfg: dict, shape: tuple, generator: torch.Generator) -
     window = torch.exp(-((uu - u0.view(-1, 1, 1)) ** 2 + (vv - v0.view(-1, 1, 1)) ** 2) / (2 * win.view(-1, 1, 1) ** 2))
     g = (pick * amp).view(-1, 1, 1) * torch.cos(arg + phase.view(-1, 1, 1)) * window
     return g.unsqueeze(1).expand(b, c, h, w)
+
+
+def _excess_noise_perturbation(cfg: dict, sigma: torch.Tensor, shape: tuple, generator: torch.Generator) -> torch.Tensor:
+    """More white noise than the network is told, for a share ``prob`` of the batch: ``k σ n`` with
+    ``k ~ U[factor]`` (the target stays clean). Why [CHOICE]: in a PnP-DM chain at a small coupling
+    ρ the texture a prior step leaves behind is, at the next sweep, extra noise in an input said to
+    hold noise ρ; a network that never saw such inputs keeps it as image, and the chain fills what
+    the blur cannot see with noise (docs/algorithms.md §diffusion)."""
+    b = shape[0]
+    pick = (torch.rand(b, generator=generator) < float(cfg["prob"])).float()
+    lo, hi = (float(v) for v in cfg["factor"])
+    k = lo + (hi - lo) * torch.rand(b, generator=generator)
+    return (pick * k * sigma.cpu()).view(-1, 1, 1, 1) * torch.randn(shape, generator=generator)
+
+
+_PERTURBATIONS = {"grating": lambda cfg, sigma, shape, gen: _grating_perturbation(cfg, shape, gen),
+                  "excess_noise": _excess_noise_perturbation}
+
+
+def _perturbation(cfg: dict | list, sigma: torch.Tensor, shape: tuple, generator: torch.Generator) -> torch.Tensor:
+    """The sum of the recipe's input perturbations (one dict or a list of them, each with a ``type``)."""
+    out = torch.zeros(shape)
+    for one in cfg if isinstance(cfg, list) else [cfg]:
+        kind = one.get("type", "grating")
+        if kind not in _PERTURBATIONS:
+            raise ValueError(f"recipe perturbation.type: {kind!r} is not one of {sorted(_PERTURBATIONS)}")
+        out = out + _PERTURBATIONS[kind](one, sigma, shape, generator)
+    return out
 
 
 def _load_init(net, init: dict) -> None:
@@ -430,7 +460,7 @@ def _train_step(run: _Run, recipe: dict, ema_decay: float | None) -> float:
     s = _sample_sigma(recipe["sigma"], run.batch, run.gen).to(run.dev)
     y = x + s.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=run.noise_gen, device=run.dev)
     if recipe.get("perturbation"):
-        y = y + _grating_perturbation(recipe["perturbation"], tuple(x.shape), run.gen).to(run.dev)
+        y = y + _perturbation(recipe["perturbation"], s, tuple(x.shape), run.gen).to(run.dev)
     err = run.net(y, s) - x
     mse = err.pow(2).mean()
     if recipe.get("loss", "mse") == "edm":  # Karras et al. 2022 eq. (8): weight 1/c_out(sigma)^2 per sample

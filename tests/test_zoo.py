@@ -572,6 +572,26 @@ def test_grating_perturbation_shape_share_and_amplitude():
     assert float(none.abs().max()) == 0.0
 
 
+
+def test_excess_noise_perturbation_and_lists():
+    """``excess_noise``: white noise of k·σ (k ~ U[factor]) on the picked share only, so the
+    picked inputs' extra std over their σ lies in the factor range; a list sums its entries; an
+    unknown type is refused in one line."""
+    from denoisers_zoo.train import _perturbation
+
+    n, sigma = 400, torch.full((400,), 0.1)
+    cfg = {"type": "excess_noise", "prob": 0.5, "factor": [1.0, 2.0]}
+    p = _perturbation(cfg, sigma, (n, 1, 32, 32), torch.Generator().manual_seed(1))
+    ratio = p.std(dim=(1, 2, 3)) / sigma
+    picked = ratio > 0
+    assert abs(float(picked.double().mean()) - 0.5) < 4 * (0.25 / n) ** 0.5
+    assert float(ratio[picked].min()) > 0.9 and float(ratio[picked].max()) < 2.1  # std of 1024 pixels: ±5 %
+    grating = {"type": "grating", "prob": 1.0, "amp": [0.1, 0.1], "freq": [0.3, 0.3], "window": [4.0, 4.0]}
+    both = _perturbation([{**cfg, "prob": 0.0}, grating], sigma[:4], (4, 1, 32, 32), torch.Generator().manual_seed(2))
+    assert 0.0 < float(both.abs().max()) <= 0.1 + 1e-6
+    with pytest.raises(ValueError, match="perturbation.type"):
+        _perturbation({"type": "blur", "prob": 1.0}, sigma[:4], (4, 1, 8, 8), torch.Generator())
+
 def test_param_ema_is_exported_checkpointed_and_resumable(tmp_path):
     from denoisers_zoo.train import _update_average, load_recipe, train
 
