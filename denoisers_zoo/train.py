@@ -207,7 +207,8 @@ def _excess_noise_perturbation(cfg: dict, sigma: torch.Tensor, shape: tuple, gen
     ``k ~ U[factor]`` (the target stays clean). Why [CHOICE]: in a PnP-DM chain at a small coupling
     ρ the texture a prior step leaves behind is, at the next sweep, extra noise in an input said to
     hold noise ρ; a network that never saw such inputs keeps it as image, and the chain fills what
-    the blur cannot see with noise (docs/algorithms.md §diffusion)."""
+    the blur cannot see with noise (docs/algorithms.md §diffusion). Measured: it holds the chain only
+    where it also makes the network over-smooth (recipe ``drunet_gray_pnpdm.yaml``)."""
     b = shape[0]
     pick = (torch.rand(b, generator=generator) < float(cfg["prob"])).float()
     lo, hi = (float(v) for v in cfg["factor"])
