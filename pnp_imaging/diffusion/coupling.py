@@ -34,10 +34,6 @@ import torch
 __all__ = ["coupling_figures", "photo_power_spectrum", "uniform_blur_power"]
 
 _Z90 = NormalDist().inv_cdf(0.95)
-#: the zoo's gray training photos (recipes' ``data.train``); ``camera`` and ``astronaut`` are held out
-_TRAINING_PHOTOS = ("chelsea", "coffee", "rocket", "motorcycle_left", "motorcycle_right", "immunohistochemistry",
-                    "hubble_deep_field", "retina", "brick", "grass", "gravel", "clock", "coins", "moon", "page",
-                    "text", "cell")
 
 
 def coupling_figures(power: torch.Tensor, blur_power: torch.Tensor, sigma: float, rho: float) -> dict:
@@ -66,12 +62,14 @@ def uniform_blur_power(size: int, n: int) -> torch.Tensor:
 
 
 def photo_power_spectrum(n: int = 256, names: tuple[str, ...] | None = None) -> torch.Tensor:
-    """Isotropic power spectrum ``P_k`` (orthonormal DFT) of gray training photos: the mean
+    """Isotropic power spectrum ``P_k`` (orthonormal DFT) of gray photos (default: the training
+    photos of ``drunet_gray``'s recipe; ``camera`` and ``astronaut`` are held out): the mean
     periodogram of their ``n × n`` tiles, radially averaged; ``P_0`` = n² × the variance of the
     tiles' means (the prior's mean is then the mean of the tiles' means)."""
     from denoisers_zoo.data import load_skimage
+    from denoisers_zoo.train import ROOT, load_recipe
 
-    names = names or _TRAINING_PHOTOS
+    names = names or tuple(load_recipe(ROOT / "recipes" / "drunet_gray.yaml")["data"]["train"])
     tiles = [im.unfold(0, n, n).unfold(1, n, n).reshape(-1, n, n)
              for im in (load_skimage(name, 1)[0].double() for name in names) if min(im.shape) >= n]
     tiles = torch.cat(tiles)
