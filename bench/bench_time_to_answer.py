@@ -54,6 +54,12 @@ error is about these drifts, and a reference whose error is near the tolerance c
 of everything the run depends on: problem, seed, MAP steps, reference sampler, options, steps,
 chains, box, weights) and reuses it when all of that matches, so that long contenders can run in
 separate invocations against one reference (the record then says ``read_from``).
+``--resume-dir DIR`` lets a run longer than one sitting be paused and continued
+(``bench._t2a_resume``): finished contenders' records are kept and not run again, and deepinv's
+ULA run (the long one) pauses on SIGINT/SIGTERM or after ``--pause-after`` calls of this
+invocation, saving its chain, RNG state and tracker; the same command continues it exactly (the
+records equal an uninterrupted run's; its ``segments`` give each invocation's iterations and
+wall time, whose sum is the run's time).
 
 **Criterion** (``tol_db`` = 0.05, ``tol_std`` = 0.05): at kept-draw counts growing by
 ``grid`` (2 %), the running mean ``m`` and std ``s`` are evaluated; a record is *trustworthy*
@@ -100,6 +106,7 @@ import torch
 
 from bench import _common as C
 from bench.bench_mmse_speed import _warm_start, deepinv_ula
+from bench._t2a_resume import Paused, ResumeFile, restore_tracker, tracker_state
 from bench.bench_sampler_overhead import TimedDenoiser
 from pnp_imaging._io import atomic_torch_save
 from pnp_imaging.metrics import psnr
@@ -156,6 +163,9 @@ def settings(args) -> dict:
         d["contenders"].append(anchor_name())
     d["weight_cache"] = not args.no_weight_cache
     d["ref_cache"] = args.ref_cache
+    d["resume_dir"], d["pause_after"] = args.resume_dir, args.pause_after
+    if d["pause_after"] is not None and not d["resume_dir"]:
+        raise SystemExit("--pause-after needs --resume-dir DIR (where the paused run's state is kept)")
     return d
 
 
@@ -219,6 +229,11 @@ def build_parser():
                     help="keep each reference's record and std map in DIR and reuse one whose settings (problem, "
                          "seed, MAP, reference sampler and options, steps, chains, box, weights) all match: "
                          "contenders can then be run in separate invocations against the same reference")
+    ap.add_argument("--resume-dir", dest="resume_dir", default=None, metavar="DIR",
+                    help="keep finished contenders' records and a paused deepinv run in DIR (SIGINT/SIGTERM or "
+                         "--pause-after pause it); the same command run again continues from there")
+    ap.add_argument("--pause-after", dest="pause_after", type=int, default=None, metavar="CALLS",
+                    help="pause deepinv's run once this invocation has spent CALLS of its denoiser calls")
     ap.add_argument("--images", default=",".join(IMAGES), help="cameraman,astronaut")
     ap.add_argument("--operators", default=",".join(OPERATORS), help="blur,inpainting")
     ap.add_argument("--contenders", default=",".join(CONTENDERS), help=",".join(CONTENDERS))
@@ -341,30 +356,47 @@ def run_ours(env, cfg, name: str, *, seed: int, chains: int, n_steps: int | None
     return record, tr
 
 
-def run_deepinv(env, cfg, *, seed: int, target):
-    """deepinv's ULA from Aᵀy, ``chains`` copies of y as a batch, burn-in and stop in the callback."""
+def run_deepinv(env, cfg, *, seed: int, target, resume: ResumeFile):
+    """deepinv's ULA from Aᵀy, ``chains`` copies of y as a batch, burn-in and stop in the callback;
+    pauses and resumes through ``resume`` (``bench._t2a_resume``)."""
     n_iter, n_burnin = cfg["budget_evals"], cfg["burnin_evals"]
     tr = Tracker(env.problem.x_true.shape, env, cfg, target=target)
+    saved = resume.paused("deepinv_ula")
+    start, x_init, segments = (0, None, []) if saved is None else (saved["iterations"], saved["x"], saved["segments"])
+    if saved is not None:
+        restore_tracker(tr, saved["tracker"])
+        C.log(f"{NAME}:   resuming deepinv_ula after {start} iterations")
 
     def callback(X, statistics=None, iter=None, **kw):  # noqa: A002 - deepinv's keyword
-        if iter >= n_burnin:
+        it = start + iter
+        if it >= n_burnin:
             tr.observe(X["x"])
+        if resume.should_pause(env.den.calls - tr.calls0) and it + 1 < n_iter:
+            tr.sw.pause()
+            seg = [*segments, {"iterations": iter + 1, "wall_s": tr.sw.elapsed()}]
+            resume.pause("deepinv_ula", {"iterations": it + 1, "x": X["x"].clone(), "rng": torch.get_rng_state(),
+                                         "segments": seg, "tracker": tracker_state(tr)})
 
-    sampler = deepinv_ula(env.den, step=env.ula_step, n_iter=n_iter, burnin_ratio=0.0, callback=callback,
+    sampler = deepinv_ula(env.den, step=env.ula_step, n_iter=n_iter - start, burnin_ratio=0.0, callback=callback,
                           **_box_option(cfg, "clip"))
     y = env.problem.y.expand(cfg["chains"], *env.problem.y.shape[1:]).contiguous()
-    torch.manual_seed(seed)  # deepinv draws its noise from the global generator
+    if saved is None:
+        torch.manual_seed(seed)  # deepinv draws its noise from the global generator
+    else:
+        torch.set_rng_state(saved["rng"])
     tr.sw, tr.calls0 = C.Stopwatch(), env.den.calls
     status = "budget"
     try:
-        sampler.sample(y, env.physics)
+        sampler.sample(y, env.physics, x_init=x_init)
     except _Settled:
         status = "settled"
     except _Abort as e:
         status = f"aborted: {e}"
     record = {"sampler": "deepinv_ula", "status": status, "step_size": env.ula_step, "rule": DEEPINV_RULE,
               "calls_per_step": 1, "n_steps_max": n_iter, "n_burnin": n_burnin, "chains": cfg["chains"],
-              "start": "A^T y (deepinv default)", "wall_s": tr.sw.elapsed(), "denoiser_calls": tr.calls()}
+              "start": "A^T y (deepinv default)", "wall_s": tr.sw.elapsed() + tr.charge[0], "denoiser_calls": tr.calls()}
+    if segments:
+        record["segments"] = [*segments, {"iterations": tr.calls() - start, "wall_s": tr.sw.elapsed()}]
     return record, tr
 
 
@@ -454,17 +486,34 @@ def _reference(env, cfg, seed: int) -> tuple[dict, tuple, list]:
     return rec, (p_ref, std), warnings
 
 
+def _resume_key(env, cfg, seed: int) -> dict:
+    """Everything a contender's record depends on (``bench._t2a_resume``)."""
+    keys = ("chains", "budget_evals", "burnin_evals", "tol_db", "tol_std", "grid", "stay")
+    return {**_reference_key(env, cfg, seed), **{k: cfg[k] for k in keys}}
+
+
 def _contenders(env, cfg, seed: int, target) -> dict:
     out = {}
+    resume = ResumeFile(cfg["resume_dir"], _resume_key(env, cfg, seed), pause_after=cfg["pause_after"])
     for name in cfg["contenders"]:
+        rec = resume.done(name)
+        if rec is not None:
+            C.log(f"{NAME}: {name} read from {rec['read_from']}")
+            out[name] = rec
+            continue
         C.log(f"{NAME}: {name} (at most {cfg['budget_evals']} denoiser calls)")
         if name == "deepinv_ula":
-            rec, tr = run_deepinv(env, cfg, seed=seed + 2, target=target)
+            handlers = resume.catch_signals()
+            try:
+                rec, tr = run_deepinv(env, cfg, seed=seed + 2, target=target, resume=resume)
+            finally:
+                resume.restore_signals(handlers)
         else:
             rec, tr = run_ours(env, cfg, name, seed=seed, chains=cfg["chains"], target=target)
         rec.update(tr.finish())
         rec["curve"] = C.thin_curve(tr.records, 150)
         out[name] = rec
+        resume.finish(name, rec)
         a = rec["answer"]
         C.log(f"{NAME}:   {rec['status']}; answer " + (f"at {a['evals']} calls, {a['t_s']:.1f} s" if a["reached"]
                                                        else f"not reached ({rec['end_evals']} calls)"))
@@ -556,6 +605,16 @@ def _notes(den_info: dict, cfg, warnings: list[str]) -> str:
         "a shared CPU are noisy; the denoiser-call ratios are not. " + " ".join(warnings))
 
 
+@contextlib.contextmanager
+def _exit_on_pause():
+    """A paused run (``--resume-dir``) ends the invocation with exit status 3 and no new result."""
+    try:
+        yield
+    except Paused as e:
+        C.log(f"{NAME}: {e}")
+        raise SystemExit(3) from None
+
+
 def main(argv: list[str] | None = None) -> dict:
     args, machine, cfg = C.start(build_parser(), argv, settings)
     base = _setup(args, cfg)
@@ -569,7 +628,7 @@ def main(argv: list[str] | None = None) -> dict:
               "sigma_y": C.SIGMA_Y, "eps": C.EPS, "alpha": 1.0, "lipschitz": base.L_info, "dtype": "float32",
               "deepinv_step_rule": DEEPINV_RULE, "weight_cache_max_abs_diff": cache_diff}
     keys = [(i, o) for i in cfg["images"] for o in cfg["operators"]]
-    with parametrize.cached() if cfg["weight_cache"] else contextlib.nullcontext():
+    with parametrize.cached() if cfg["weight_cache"] else contextlib.nullcontext(), _exit_on_pause():
         for done, (image, operator) in enumerate(keys, 1):
             key = f"{image}/{operator}"
             problems[key], ratios[key], w = run_problem(base, cfg, args, image, operator)

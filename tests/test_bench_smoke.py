@@ -186,6 +186,54 @@ def test_time_to_answer_reference_cache(tmp_path):
     assert len(list((tmp_path / "refs").glob("reference_cameraman_blur_*.pt"))) == 2
 
 
+def test_time_to_answer_pause_and_resume(tmp_path):
+    """``--resume-dir``: deepinv's run paused by ``--pause-after`` and resumed gives the records of an
+    uninterrupted run (same chain, same noise); the finished anchor is not run again."""
+    from bench import bench_time_to_answer as b
+
+    def run(out, *extra):
+        b.main([*SMOKE, "--images", "cameraman", "--operators", "blur", "--contenders",
+                f"{b.anchor_name()},deepinv_ula", "--budget-evals", "60", "--out", str(tmp_path / out), *extra])
+        return _load(tmp_path / out, b.NAME)["raw"]["problems"]["cameraman/blur"]["contenders"]
+
+    whole = run("whole")
+    resume = ["--resume-dir", str(tmp_path / "resume")]
+    with pytest.raises(SystemExit) as stop:
+        run("paused", *resume, "--pause-after", "25")
+    assert stop.value.code == 3 and not (tmp_path / "paused").exists()
+    with pytest.raises(SystemExit):  # a second pause, the state read back and saved again
+        run("paused", *resume, "--pause-after", "20")
+    resumed = run("resumed", *resume)
+    assert resumed[b.anchor_name()]["read_from"].startswith(str(tmp_path / "resume"))
+    a, w = resumed["deepinv_ula"], whole["deepinv_ula"]
+    assert [s["iterations"] for s in a["segments"]] == [25, 20, 15] and "segments" not in w
+    assert a["denoiser_calls"] == w["denoiser_calls"] == 60
+    curve = ("evals", "kept_steps", "draws", "psnr_truth", "std_rel_err")
+    assert [[e[k] for k in curve] for e in a["curve"]] == [[e[k] for k in curve] for e in w["curve"]]
+    assert a["end_psnr_truth"] == w["end_psnr_truth"] and a["answer"]["reached"] == w["answer"]["reached"]
+
+
+def test_resume_file_turns_sigterm_into_a_pause(tmp_path):
+    """SIGTERM during deepinv's run asks for a pause (handled at the next iteration), and the
+    previous handler comes back afterwards."""
+    import os
+    import signal
+
+    from bench._t2a_resume import ResumeFile
+
+    before = signal.getsignal(signal.SIGTERM)
+    resume = ResumeFile(str(tmp_path), {"image": "cameraman", "operator": "blur"})
+    handlers = resume.catch_signals()
+    try:
+        assert not resume.should_pause(0)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert resume.should_pause(0)
+    finally:
+        resume.restore_signals(handlers)
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert not ResumeFile(None, {"image": "cameraman", "operator": "blur"}).catch_signals()
+
+
 @pytest.mark.slow
 def test_memory_smoke(tmp_path):
     from bench import bench_memory as b
