@@ -16,6 +16,16 @@ def gen() -> torch.Generator:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch intra-op thread for the test (``pytest.mark.usefixtures("one_torch_thread")``): on
+    the shared 2-core machine more threads only add contention, and one fixes the reduction order."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def data_dir() -> pathlib.Path:
     """The repository's ``data/`` folder (small shipped images, kernels, masks)."""
     return DATA

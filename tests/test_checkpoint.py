@@ -26,12 +26,7 @@ TESTS = Path(__file__).resolve().parent
 RUN = dict(n_steps=400, n_burnin=100, thin=3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # same reduction order in this process and the subprocess
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _build(sampler="ula", step_scale=1.0, denoiser=None, projected=False):

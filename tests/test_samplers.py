@@ -31,13 +31,7 @@ from pnp_imaging.stats import PosteriorStats
 Z_MAX = 4.5  # max |z| over a few hundred independent pixels (two-sided p ~ 7e-6 each)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CI box has 2 shared cores: torch's intra-op threads only add contention here."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,12 +35,7 @@ from pnp_imaging.samplers import TraceConfig, build_kernel, dispersed_init, run_
 from pnp_imaging.samplers import exponential as ex
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _kernel(scheme, problem, prior, fraction=None):

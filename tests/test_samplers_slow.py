@@ -20,15 +20,7 @@ from pnp_imaging.stats import PosteriorStats
 
 from test_samplers import Gaussian, _check_gaussian_moments, _check_marginals_ks, _collect, _draws, _gmm_problem
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]  # tests/conftest.py
 
 
 def test_ula_gaussian_long_run_coverage_and_moments():

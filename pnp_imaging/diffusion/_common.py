@@ -9,7 +9,7 @@ import torch
 from pnp_imaging._checks import check_count
 
 __all__ = ["DiffusionState", "DiffusionInfo", "denoiser_of", "gaussian_sigma", "randn", "check_unit", "check_steps",
-           "start_point"]
+           "start_point", "init_batch", "fresh_batch"]
 
 
 class DiffusionState(NamedTuple):
@@ -68,3 +68,16 @@ def start_point(state: DiffusionState, problem) -> torch.Tensor:
     """``[B, C, H, W]`` copies of the problem's initial guess (what the noise is added to)."""
     x0 = problem.initial_guess().to(state.x.dtype)
     return x0.expand(state.x.shape[0], *x0.shape[1:])
+
+
+def init_batch(x0: torch.Tensor, problem, prior, params) -> DiffusionState:
+    """The state of a trajectory sampler (DiffPIR, DPS) holds only the last samples; ``x0``
+    (``[B, C, H, W]``) fixes the batch size."""
+    return DiffusionState(x=x0.clone(), step=0)
+
+
+def fresh_batch(trajectory, state: DiffusionState, problem, prior, params, generator):
+    """One step of a trajectory sampler: a fresh batch of samples, one ``trajectory`` per chain,
+    each started from the problem's initial guess; ``params.denoiser_calls`` per sample."""
+    x = trajectory(denoiser_of(prior), problem, params, start_point(state, problem), generator=generator)
+    return DiffusionState(x=x, step=state.step + 1), DiffusionInfo(denoiser_calls=params.denoiser_calls)

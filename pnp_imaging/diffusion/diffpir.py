@@ -45,8 +45,8 @@ from typing import ClassVar
 
 import torch
 
-from pnp_imaging.diffusion._common import (DiffusionInfo, DiffusionState, check_steps, check_unit, denoiser_of,
-                                           gaussian_sigma, randn, start_point)
+from pnp_imaging.diffusion._common import (DiffusionState, check_steps, check_unit, denoiser_of, fresh_batch,
+                                           gaussian_sigma, init_batch, randn)
 from pnp_imaging.diffusion.guidance import rbf_repulsion
 from pnp_imaging.diffusion.schedule import check_sigma_range, ddpm_schedule, denoise, quad_timesteps
 from pnp_imaging.samplers.kernel import Kernel, SamplerSpec, register
@@ -109,9 +109,7 @@ def make_params(problem, prior, options: DiffPIROptions) -> DiffPIRParams:
                          data_step="prox" if problem.has_data_prox else "gradient", denoiser_calls=n - 1)
 
 
-def init(x0: torch.Tensor, problem, prior, params: DiffPIRParams) -> DiffusionState:
-    """The state holds only the last samples; ``x0`` (``[B, C, H, W]``) fixes the batch size."""
-    return DiffusionState(x=x0.clone(), step=0)
+init = init_batch
 
 
 def data_step(problem, x0: torch.Tensor, s: float, params: DiffPIRParams) -> torch.Tensor:
@@ -142,8 +140,7 @@ def trajectory(denoiser, problem, params: DiffPIRParams, start: torch.Tensor, *,
 
 def step(state: DiffusionState, problem, prior, params: DiffPIRParams, *, generator):
     """A fresh batch of DiffPIR samples (one trajectory per chain)."""
-    x = trajectory(denoiser_of(prior), problem, params, start_point(state, problem), generator=generator)
-    return DiffusionState(x=x, step=state.step + 1), DiffusionInfo(denoiser_calls=params.denoiser_calls)
+    return fresh_batch(trajectory, state, problem, prior, params, generator)
 
 
 def build(problem, prior, options: DiffPIROptions) -> Kernel:

@@ -38,8 +38,8 @@ from typing import ClassVar
 
 import torch
 
-from pnp_imaging.diffusion._common import (DiffusionInfo, DiffusionState, check_steps, denoiser_of, gaussian_sigma,
-                                           randn, start_point)
+from pnp_imaging.diffusion._common import (DiffusionState, check_steps, denoiser_of, fresh_batch, gaussian_sigma,
+                                           init_batch, randn)
 from pnp_imaging.diffusion.schedule import check_sigma_range, ddpm_schedule, denoise, uniform_timesteps
 from pnp_imaging.samplers.kernel import Kernel, SamplerSpec, register
 
@@ -100,8 +100,7 @@ def make_params(problem, prior, options: DPSOptions) -> DPSParams:
     return DPSParams(timesteps=ts, scale=scale, clip=options.clip, denoiser_calls=n, rule=rule)
 
 
-def init(x0: torch.Tensor, problem, prior, params: DPSParams) -> DiffusionState:
-    return DiffusionState(x=x0.clone(), step=0)
+init = init_batch
 
 
 def _guided_x0(denoiser, problem, x: torch.Tensor, a: float, s: float, params: DPSParams):
@@ -132,8 +131,7 @@ def trajectory(denoiser, problem, params: DPSParams, shape_like: torch.Tensor, *
 
 def step(state: DiffusionState, problem, prior, params: DPSParams, *, generator):
     """A fresh batch of DPS samples (one trajectory per chain)."""
-    x = trajectory(denoiser_of(prior), problem, params, start_point(state, problem), generator=generator)
-    return DiffusionState(x=x, step=state.step + 1), DiffusionInfo(denoiser_calls=params.denoiser_calls)
+    return fresh_batch(trajectory, state, problem, prior, params, generator)
 
 
 def build(problem, prior, options: DPSOptions) -> Kernel:
