@@ -28,22 +28,27 @@ def circulant(eig: torch.Tensor) -> torch.Tensor:
     return torch.fft.ifft2(torch.fft.fft2(basis) * eig).real.reshape(n * n, n * n).T
 
 
+@pytest.mark.parametrize("marginal", ["x", "z"])
 @pytest.mark.parametrize("rho", [0.0, 0.05, 0.2])
-def test_coupling_figures_are_the_dense_inflated_posterior(rho):
+def test_coupling_figures_are_the_dense_inflated_posterior(rho, marginal):
     """Per-pixel std and error of the ρ-marginal = the dense posterior with noise covariance
-    σ²I + ρ²AAᵀ (truth from the prior); at ρ = 0 the error is the std and the coverage 0.90."""
+    σ²I + ρ²AAᵀ (x), or with prior covariance Σ + ρ²I and noise σ²I (z), the truth from the
+    prior Σ; at ρ = 0 the error is the std and the coverage 0.90."""
     n, sigma = 8, 0.02
     power, a2 = spectrum(n), uniform_blur_power(3, n)
     k = torch.zeros(n, n, dtype=torch.float64)
     k[:3, :3] = 1 / 9
     a = circulant(torch.fft.fft2(k))
-    prior = circulant(power)
-    noise = sigma**2 * torch.eye(n * n, dtype=torch.float64) + rho**2 * a @ a.T
-    post = torch.linalg.inv(torch.linalg.inv(prior) + a.T @ torch.linalg.solve(noise, a))
+    prior, eye = circulant(power), torch.eye(n * n, dtype=torch.float64)
+    if marginal == "x":
+        model_prior, noise = prior, sigma**2 * eye + rho**2 * a @ a.T
+    else:
+        model_prior, noise = prior + rho**2 * eye, sigma**2 * eye
+    post = torch.linalg.inv(torch.linalg.inv(model_prior) + a.T @ torch.linalg.solve(noise, a))
     gain = post @ a.T @ torch.linalg.inv(noise)
     resid = torch.eye(n * n, dtype=torch.float64) - gain @ a
     err = resid @ prior @ resid.T + sigma**2 * gain @ gain.T
-    fig = coupling_figures(power, a2, sigma, rho)
+    fig = coupling_figures(power, a2, sigma, rho, marginal=marginal)
     assert fig["sd"] == pytest.approx(math.sqrt(float(post.diagonal().mean())), rel=1e-9)
     assert fig["err"] == pytest.approx(math.sqrt(float(err.diagonal().mean())), rel=1e-9)
     if rho == 0.0:
@@ -54,7 +59,7 @@ def test_coupling_figures_are_the_dense_inflated_posterior(rho):
 
 def test_pnpdm_chain_with_an_exact_prior_matches_the_coupling_figures():
     """pnp-dm at a fixed ρ with the exact stationary denoiser on 16² images: its per-pixel variance
-    is the closed-form ``sd²`` of the ρ-marginal, and the slowest Fourier mode is an AR(1) with the
+    is the closed-form ``sd²`` of the ρ-marginal (and its likelihood step's, of the z-marginal), and the slowest Fourier mode is an AR(1) with the
     closed-form coefficient ``φ_max``. Tolerances: the prior step's Euler error on an 800-level
     grid (variance ≈ +1 %, gain ≈ −0.1 %) + 4 MC standard errors (32 chains × 130 kept sweeps; variance
     pooled over 256 correlated pixels: about 2 % here; lag-1 autocorrelation: (1 − φ²)/√n_draws)."""
@@ -66,14 +71,19 @@ def test_pnpdm_chain_with_an_exact_prior_matches_the_coupling_figures():
     op = Blur(torch.full((3, 3), 1 / 9, dtype=torch.float64), boundary="circular", image_shape=(1, n, n))
     y = op.A(truth) + sigma * torch.randn(truth.shape, generator=gen, dtype=torch.float64)
     prob = Problem(operator=op, noise=GaussianNoise(sigma), y=y, x_shape=(1, 1, n, n))
-    draws = []
+    draws, zs = [], []
+
+    def keep(i, s):
+        draws.append(s.x[:, 0].clone())
+        zs.append(s.z[:, 0].clone())
+
     pnp_imaging.sample(prob, prior, "pnp-dm", n_steps=160, n_burnin=30, chains=32, generator=gen, x0=truth,
-                       rho0=rho, rho_min=rho, grid_steps=800, clip=False,
-                       on_sample=lambda i, s: draws.append(s.x[:, 0].clone()))
+                       rho0=rho, rho_min=rho, grid_steps=800, clip=False, on_sample=keep)
     x = torch.stack(draws, 1)  # [chain, draw, H, W]
     fig = coupling_figures(power, a2, sigma, rho)
-    var = float(x.var(dim=(0, 1)).mean())
-    assert var / fig["sd"] ** 2 == pytest.approx(1.0, abs=0.01 + 4 * 0.02)
+    for drawn, marginal in ((x, fig), (torch.stack(zs, 1), coupling_figures(power, a2, sigma, rho, marginal="z"))):
+        var = float(drawn.var(dim=(0, 1)).mean())
+        assert var / marginal["sd"] ** 2 == pytest.approx(1.0, abs=0.01 + 4 * 0.02)
     phi = power / (power + rho**2) / (1 + rho**2 / sigma**2 * a2)
     k = divmod(int(phi.argmax()), n)
     mode = torch.fft.fft2(x)[..., k[0], k[1]].real
