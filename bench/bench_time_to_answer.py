@@ -54,6 +54,9 @@ error is about these drifts, and a reference whose error is near the tolerance c
 of everything the run depends on: problem, seed, MAP steps, reference sampler, options, steps,
 chains, box, weights) and reuses it when all of that matches, so that long contenders can run in
 separate invocations against one reference (the record then says ``read_from``).
+``--ref-runs N`` pools N independent reference runs (seeds ``seed + 1000 + j``; each cached on its
+own, so a cached reference is lengthened by asking for more runs): the moments of all their kept
+draws, and for the drifts those of all their first halves.
 ``--resume-dir DIR`` lets a run longer than one sitting be paused and continued
 (``bench._t2a_resume``): finished contenders' records are kept and not run again, and deepinv's
 ULA run (the long one) pauses on SIGINT/SIGTERM or after ``--pause-after`` calls of this
@@ -152,8 +155,10 @@ def settings(args) -> dict:
         d = dict(crop=None, map_steps=300, ref_steps=40000, ref_burnin=1000, ref_chains=4, chains=2,
                  budget_evals=60000, burnin_evals=500)
     d.update(tol_db=0.05, tol_std=0.05, grid=0.02, stay=2.0, missing=0.5, ref_sampler="pnp-lm-exp",
-             ref_options={})
+             ref_options={}, ref_runs=1)
     d = C.apply_overrides(d, args)
+    if d["ref_runs"] < 1:
+        raise SystemExit(f"--ref-runs: need at least 1 reference run, got {d['ref_runs']}")
     d["box"] = _box(args.box)
     d["ref_options"] = _ref_options(args.ref_option)
     d["images"] = _choices("--images", args.images, IMAGES)
@@ -216,6 +221,8 @@ def build_parser():
     C.add_int_options(ap, {
         "map_steps": "PnP-SGD iterations of the shared warm start", "ref_steps": "reference steps",
         "ref_burnin": "reference burn-in (steps)", "ref_chains": "reference chains", "chains": "chains per contender",
+        "ref_runs": "independent reference runs pooled (1; each cached on its own with --ref-cache: more runs "
+                    "lengthen a cached reference)",
         "budget_evals": "denoiser calls per contender at most (MAP excluded)",
         "burnin_evals": "denoiser calls' worth of steps discarded by every contender"})
     ap.add_argument("--tol-db", dest="tol_db", type=float, default=None, help="MMSE band half-width in dB (0.05)")
@@ -276,7 +283,7 @@ class Tracker:
             self.moments.update_batch(xs.detach())
             self.steps += 1
             if self.steps == self.half_at:
-                self.half = (self.moments.mean.clone(), self.moments.variance.sqrt())
+                self.half = self.moments.copy()
             if self.steps >= self.next_eval:
                 self.next_eval = max(self.steps + 1, math.ceil(self.steps * (1.0 + self.cfg["grid"])))
                 self._evaluate()
@@ -443,29 +450,73 @@ def _cache_file(cfg, key: dict) -> Path | None:
     return Path(cfg["ref_cache"]) / f"reference_{key['image']}_{key['operator']}_{digest}.pt"
 
 
-def _run_reference(env, cfg, seed: int) -> tuple[dict, torch.Tensor]:
-    """The long run itself: its record (drifts) and std map, or the cached ones (``--ref-cache``)."""
-    key = _reference_key(env, cfg, seed)
+def _moments_state(m) -> dict:
+    return {"mean": m.mean, "m2": m.m2, "count": int(m.count)}
+
+
+def _moments(state: dict):
+    from pnp_imaging.stats import RunningMoments
+
+    m = RunningMoments(tuple(state["mean"].shape))
+    m.mean.copy_(state["mean"])
+    m.m2.copy_(state["m2"])
+    m.count = state["count"]
+    return m
+
+
+def _reference_run(env, cfg, seed: int, run: int, *, need_moments: bool) -> dict:
+    """Run ``run`` of the reference (seed ``seed + 1000 + run``), or its cache file: ``{"record",
+    "std"}`` and, from files written since pooled runs exist, its moments ``"full"`` and ``"half"``
+    (kept draws up to half the run). A file without them is run again when ``need_moments``."""
+    key = {**_reference_key(env, cfg, seed), **({"run": run} if run else {})}
     path = _cache_file(cfg, key)
     if path is not None and path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        C.log(f"{NAME}: reference read from {path}")
-        return {**json.loads(saved["record"]), "read_from": str(path)}, saved["std"]
-    C.log(f"{NAME}: reference {cfg['ref_sampler']} ({cfg['ref_steps']} steps x {cfg['ref_chains']} chains)")
-    rec, tr = run_ours(env, cfg, cfg["ref_sampler"], seed=seed + 1000, chains=cfg["ref_chains"],
+        if "full" in saved or not need_moments:
+            C.log(f"{NAME}: reference run {run} read from {path}")
+            moments = {k: _moments(saved[k]) for k in ("full", "half") if k in saved}
+            return {"record": {**json.loads(saved["record"]), "read_from": str(path)}, "std": saved["std"], **moments}
+    C.log(f"{NAME}: reference run {run}: {cfg['ref_sampler']} ({cfg['ref_steps']} steps x {cfg['ref_chains']} chains)")
+    rec, tr = run_ours(env, cfg, cfg["ref_sampler"], seed=seed + 1000 + run, chains=cfg["ref_chains"],
                        n_steps=cfg["ref_steps"], n_burnin=cfg["ref_burnin"], half=True, options=cfg["ref_options"])
     if tr.moments.count < 2 or tr.half is None:
         raise SystemExit(f"{NAME}: the reference run kept too few draws ({rec['status']})")
-    x_true, mean, std = env.problem.x_true, tr.moments.mean, tr.moments.variance.sqrt()
-    p_ref = psnr(mean, x_true)
-    rec.update(psnr_truth=p_ref, draws=tr.moments.count, psnr_drift_last_half=abs(p_ref - psnr(tr.half[0], x_true)),
-               std_drift_last_half=float((std - tr.half[1]).norm() / std.norm()), mean_std=float(std.mean()))
+    rec.update(_drifts(env.problem.x_true, tr.moments, tr.half))
+    out = {"record": rec, "std": tr.moments.variance.sqrt(), "full": tr.moments, "half": tr.half}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save({"key": json.dumps(key, sort_keys=True, default=str), "std": std,
-                           "record": json.dumps(rec, default=float)}, path)
-        C.log(f"{NAME}: reference saved to {path}")
-    return rec, std
+        atomic_torch_save({"key": json.dumps(key, sort_keys=True, default=str), "std": out["std"],
+                           "record": json.dumps(rec, default=float), "full": _moments_state(tr.moments),
+                           "half": _moments_state(tr.half)}, path)
+        C.log(f"{NAME}: reference run {run} saved to {path}")
+    return out
+
+
+def _drifts(x_true: torch.Tensor, full, half) -> dict:
+    """The reference's PSNR and mean std, and how far its estimates moved over the last half."""
+    std = full.variance.sqrt()
+    p_ref = psnr(full.mean, x_true)
+    return {"psnr_truth": p_ref, "draws": full.count, "psnr_drift_last_half": abs(p_ref - psnr(half.mean, x_true)),
+            "std_drift_last_half": float((std - half.variance.sqrt()).norm() / std.norm()), "mean_std": float(std.mean())}
+
+
+def _run_reference(env, cfg, seed: int) -> tuple[dict, torch.Tensor]:
+    """The reference: its record (drifts) and std map. ``ref_runs`` > 1 pools independent runs
+    (each cached on its own with ``--ref-cache``, so a reference is lengthened by adding runs): the
+    moments of all their draws, the half-run moments of all their first halves."""
+    n = cfg["ref_runs"]
+    runs = [_reference_run(env, cfg, seed, j, need_moments=n > 1) for j in range(n)]
+    if n == 1:
+        return runs[0]["record"], runs[0]["std"]
+    full, half = runs[0]["full"], runs[0]["half"]
+    for r in runs[1:]:
+        full, half = full.merge(r["full"]), half.merge(r["half"])
+    records = [r["record"] for r in runs]
+    rec = {"sampler": cfg["ref_sampler"], "runs": n, "run_records": records, "chains": n * cfg["ref_chains"],
+           "status": next((r["status"] for r in records if not r["status"].startswith("budget")), "budget"),
+           "wall_s": sum(r["wall_s"] for r in records), "denoiser_calls": sum(r["denoiser_calls"] for r in records),
+           **_drifts(env.problem.x_true, full, half)}
+    return rec, full.variance.sqrt()
 
 
 def _reference(env, cfg, seed: int) -> tuple[dict, tuple, list]:
@@ -489,7 +540,8 @@ def _reference(env, cfg, seed: int) -> tuple[dict, tuple, list]:
 def _resume_key(env, cfg, seed: int) -> dict:
     """Everything a contender's record depends on (``bench._t2a_resume``)."""
     keys = ("chains", "budget_evals", "burnin_evals", "tol_db", "tol_std", "grid", "stay")
-    return {**_reference_key(env, cfg, seed), **{k: cfg[k] for k in keys}}
+    pooled = {"ref_runs": cfg["ref_runs"]} if cfg["ref_runs"] > 1 else {}
+    return {**_reference_key(env, cfg, seed), **{k: cfg[k] for k in keys}, **pooled}
 
 
 def _contenders(env, cfg, seed: int, target) -> dict:

@@ -186,6 +186,37 @@ def test_time_to_answer_reference_cache(tmp_path):
     assert len(list((tmp_path / "refs").glob("reference_cameraman_blur_*.pt"))) == 2
 
 
+def test_time_to_answer_pooled_reference_runs(tmp_path):
+    """``--ref-runs 2`` reuses the cached run 0, adds run 1 (another seed) and pools their draws; a
+    file of run 0 without moments (written before pooling existed) is run again for pooling; a
+    second pooled invocation reads both runs."""
+    import torch
+
+    from bench import bench_time_to_answer as b
+
+    def run(out, *extra):
+        b.main([*SMOKE, "--images", "cameraman", "--operators", "blur", "--contenders", "pnp-lm-exp",
+                "--budget-evals", "20", "--ref-cache", str(tmp_path / "refs"), "--out", str(tmp_path / out), *extra])
+        return _load(tmp_path / out, b.NAME)["raw"]["problems"]["cameraman/blur"]["reference"]
+
+    single = run("a")
+    (path,) = (tmp_path / "refs").glob("reference_cameraman_blur_*.pt")
+    saved = torch.load(path, weights_only=True)
+    assert {"full", "half", "std"} <= set(saved) and saved["full"]["count"] == single["draws"]
+    torch.save({k: saved[k] for k in ("key", "std", "record")}, path)  # the older format: std map only
+    assert run("b")["draws"] == single["draws"]  # one run: the older file serves
+    pooled = run("c", "--ref-runs", "2")
+    assert "full" in torch.load(path, weights_only=True)  # run 0 again, now with its moments
+    assert pooled["runs"] == 2 and pooled["draws"] == 2 * single["draws"] and pooled["chains"] == 4
+    assert pooled["run_records"][0]["psnr_truth"] == single["psnr_truth"]
+    assert pooled["psnr_truth"] != single["psnr_truth"]
+    assert len(list((tmp_path / "refs").glob("reference_cameraman_blur_*.pt"))) == 2
+    again = run("d", "--ref-runs", "2")
+    assert all("read_from" in r for r in again["run_records"])
+    assert {k: again[k] for k in ("psnr_truth", "draws", "std_drift_last_half")} == \
+        {k: pooled[k] for k in ("psnr_truth", "draws", "std_drift_last_half")}
+
+
 def test_time_to_answer_pause_and_resume(tmp_path):
     """``--resume-dir``: deepinv's run paused by ``--pause-after`` and resumed gives the records of an
     uninterrupted run (same chain, same noise); the finished anchor is not run again."""
