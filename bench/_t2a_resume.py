@@ -13,6 +13,7 @@ reference's settings and the contenders' budget, burn-in, chains, criterion and 
 deepinv's run is the long one (tens of thousands of calls at 256²), the only one that pauses:
 on SIGINT/SIGTERM, or once this invocation has spent ``--pause-after`` of its calls, its state
 is saved at the next iteration and the invocation stops without writing a result.
+``moments_state``/``moments_from`` are also the format of the moments in the reference cache.
 """
 from __future__ import annotations
 
@@ -94,18 +95,30 @@ class ResumeFile:
             signal.signal(s, handler)
 
 
+def moments_state(m) -> dict:
+    """A :class:`~pnp_imaging.stats.RunningMoments` as file-safe types (``moments_from`` inverts it)."""
+    return {"mean": m.mean.clone(), "m2": m.m2.clone(), "count": int(m.count)}
+
+
+def moments_from(state: dict):
+    from pnp_imaging.stats import RunningMoments
+
+    m = RunningMoments(tuple(state["mean"].shape), dtype=state["mean"].dtype)
+    m.mean.copy_(state["mean"])
+    m.m2.copy_(state["m2"])
+    m.count = state["count"]
+    return m
+
+
 def tracker_state(tr) -> dict:
     """What a :class:`bench.bench_time_to_answer.Tracker` needs to continue (file-safe types)."""
-    m = tr.moments
-    return {"mean": m.mean.clone(), "m2": m.m2.clone(), "count": int(m.count), "elapsed": tr.sw.elapsed() + tr.charge[0],
-            "calls": tr.calls(), "fields": json.dumps({k: getattr(tr, k) for k in TRACKER_FIELDS}, default=float)}
+    return {**moments_state(tr.moments), "elapsed": tr.sw.elapsed() + tr.charge[0], "calls": tr.calls(),
+            "fields": json.dumps({k: getattr(tr, k) for k in TRACKER_FIELDS}, default=float)}
 
 
 def restore_tracker(tr, saved: dict) -> None:
     """Inverse of :func:`tracker_state`: the earlier wall time and calls become the tracker's charge."""
-    tr.moments.mean.copy_(saved["mean"])
-    tr.moments.m2.copy_(saved["m2"])
-    tr.moments.count = saved["count"]
+    tr.moments = moments_from(saved)
     for k, v in json.loads(saved["fields"]).items():
         setattr(tr, k, v)
     tr.charge = (saved["elapsed"], saved["calls"])

@@ -109,7 +109,7 @@ import torch
 
 from bench import _common as C
 from bench.bench_mmse_speed import _warm_start, deepinv_ula
-from bench._t2a_resume import Paused, ResumeFile, restore_tracker, tracker_state
+from bench._t2a_resume import Paused, ResumeFile, moments_from, moments_state, restore_tracker, tracker_state
 from bench.bench_sampler_overhead import TimedDenoiser
 from pnp_imaging._io import atomic_torch_save
 from pnp_imaging.metrics import psnr
@@ -450,20 +450,6 @@ def _cache_file(cfg, key: dict) -> Path | None:
     return Path(cfg["ref_cache"]) / f"reference_{key['image']}_{key['operator']}_{digest}.pt"
 
 
-def _moments_state(m) -> dict:
-    return {"mean": m.mean, "m2": m.m2, "count": int(m.count)}
-
-
-def _moments(state: dict):
-    from pnp_imaging.stats import RunningMoments
-
-    m = RunningMoments(tuple(state["mean"].shape))
-    m.mean.copy_(state["mean"])
-    m.m2.copy_(state["m2"])
-    m.count = state["count"]
-    return m
-
-
 def _reference_run(env, cfg, seed: int, run: int, *, need_moments: bool) -> dict:
     """Run ``run`` of the reference (seed ``seed + 1000 + run``), or its cache file: ``{"record",
     "std"}`` and, from files written since pooled runs exist, its moments ``"full"`` and ``"half"``
@@ -474,7 +460,7 @@ def _reference_run(env, cfg, seed: int, run: int, *, need_moments: bool) -> dict
         saved = torch.load(path, map_location="cpu", weights_only=True)
         if "full" in saved or not need_moments:
             C.log(f"{NAME}: reference run {run} read from {path}")
-            moments = {k: _moments(saved[k]) for k in ("full", "half") if k in saved}
+            moments = {k: moments_from(saved[k]) for k in ("full", "half") if k in saved}
             return {"record": {**json.loads(saved["record"]), "read_from": str(path)}, "std": saved["std"], **moments}
     C.log(f"{NAME}: reference run {run}: {cfg['ref_sampler']} ({cfg['ref_steps']} steps x {cfg['ref_chains']} chains)")
     rec, tr = run_ours(env, cfg, cfg["ref_sampler"], seed=seed + 1000 + run, chains=cfg["ref_chains"],
@@ -486,8 +472,8 @@ def _reference_run(env, cfg, seed: int, run: int, *, need_moments: bool) -> dict
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_torch_save({"key": json.dumps(key, sort_keys=True, default=str), "std": out["std"],
-                           "record": json.dumps(rec, default=float), "full": _moments_state(tr.moments),
-                           "half": _moments_state(tr.half)}, path)
+                           "record": json.dumps(rec, default=float), "full": moments_state(tr.moments),
+                           "half": moments_state(tr.half)}, path)
         C.log(f"{NAME}: reference run {run} saved to {path}")
     return out
 
