@@ -90,6 +90,15 @@ def add_int_options(ap: argparse.ArgumentParser, helps: dict[str, str | None]) -
         ap.add_argument("--" + key.replace("_", "-"), dest=key, type=int, default=None, help=text)
 
 
+def choices(flag: str, value: str, allowed) -> list[str]:
+    """The comma-separated names of ``value``, each checked against ``allowed`` (one-line exit)."""
+    picked = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in picked if v not in allowed]
+    if unknown or not picked:
+        raise SystemExit(f"{flag}: unknown {unknown or value!r}; choose from {', '.join(allowed)}")
+    return picked
+
+
 def apply_overrides(settings: dict, args) -> dict:
     """Replace each setting by the CLI value of the same name when one was given; ``--full-image``
     clears ``crop``."""

@@ -61,14 +61,6 @@ DEFAULT_CONTENDERS = ("pnp", "diffpir", "pnp-dm")
 ANCHOR = "pnp"
 
 
-def _choices(flag: str, value: str, allowed) -> list[str]:
-    out = [v.strip() for v in value.split(",") if v.strip()]
-    bad = [v for v in out if v not in allowed]
-    if bad or not out:
-        raise SystemExit(f"{flag}: {bad or value!r} not valid; choose from {', '.join(allowed)}")
-    return out
-
-
 def build_parser():
     ap = C.base_parser("python -m bench.bench_diffusion", __doc__.split("\n\n")[0])
     ap.add_argument("--crop", type=int, default=None, help="centre crop size (default 256: the demos'; quick 64)")
@@ -158,9 +150,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
     C.setup(args)
-    images = _choices("--images", args.images, IMAGES)
-    problems = _choices("--problems", args.problems, PROBLEMS)
-    contenders = list(dict.fromkeys([ANCHOR, *_choices("--contenders", args.contenders, CONTENDERS)]))
+    images = C.choices("--images", args.images, IMAGES)
+    problems = C.choices("--problems", args.problems, PROBLEMS)
+    contenders = list(dict.fromkeys([ANCHOR, *C.choices("--contenders", args.contenders, CONTENDERS)]))
     crop = args.crop or (16 if args.smoke else (64 if args.quick else 256))
     machine = C.machine_info()
     results = []

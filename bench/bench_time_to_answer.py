@@ -161,9 +161,9 @@ def settings(args) -> dict:
         raise SystemExit(f"--ref-runs: need at least 1 reference run, got {d['ref_runs']}")
     d["box"] = _box(args.box)
     d["ref_options"] = _ref_options(args.ref_option)
-    d["images"] = _choices("--images", args.images, IMAGES)
-    d["operators"] = _choices("--operators", args.operators, OPERATORS)
-    d["contenders"] = _choices("--contenders", args.contenders, CONTENDERS)
+    d["images"] = C.choices("--images", args.images, IMAGES)
+    d["operators"] = C.choices("--operators", args.operators, OPERATORS)
+    d["contenders"] = C.choices("--contenders", args.contenders, CONTENDERS)
     if anchor_name() not in d["contenders"]:
         d["contenders"].append(anchor_name())
     d["weight_cache"] = not args.no_weight_cache
@@ -204,14 +204,6 @@ def _ref_options(items: list[str]) -> dict:
 def _box_option(cfg, key: str) -> dict:
     """``{key: (lo, hi)}`` when ``--box`` fixes one box for all, else ``{}`` (the family's default)."""
     return {} if cfg["box"] is None else {key: tuple(cfg["box"])}
-
-
-def _choices(flag: str, value: str, allowed) -> list[str]:
-    picked = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [v for v in picked if v not in allowed]
-    if unknown or not picked:
-        raise SystemExit(f"{flag}: unknown {unknown or value!r}; choose from {', '.join(allowed)}")
-    return picked
 
 
 def build_parser():

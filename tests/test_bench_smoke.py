@@ -139,6 +139,18 @@ def test_answer_times_enter_and_stay():
     assert not answer_times(recs[:3], stay=2.0)["answer"]["reached"]
 
 
+def test_choices_name_what_is_wrong():
+    """The benches' comma-separated name lists: kept in order, blanks dropped, an unknown or empty
+    list refused in one line that names the flag and the allowed names."""
+    from bench._common import choices
+
+    assert choices("--images", " astronaut,,cameraman ", ("cameraman", "astronaut")) == ["astronaut", "cameraman"]
+    with pytest.raises(SystemExit, match=r"--operators: unknown \['blurr'\]; choose from blur, inpainting"):
+        choices("--operators", "blur,blurr", ("blur", "inpainting"))
+    with pytest.raises(SystemExit, match="--images: unknown ','"):
+        choices("--images", ",", ("cameraman",))
+
+
 def test_time_to_answer_box_option():
     """``--box``: each family's own box, or one box handed to every sampler (and deepinv's clip)."""
     from bench.bench_time_to_answer import _box, _box_option
