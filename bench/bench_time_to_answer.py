@@ -23,7 +23,9 @@ evaluation code, which runs in the callbacks on a paused stopwatch):
   ``pnp_imaging.sample(problem, prior, name, ...)`` with the family's default options (box: below),
   from the PnP-SGD MAP (``pnp_imaging.map_estimate``, ``map_steps`` iterations), as ``pnp_imaging.run``
   does. The MAP is computed once per problem; its wall time and denoiser calls are charged to
-  every one of these contenders.
+  every one of these contenders. ``--start-steps N`` starts them instead from a PnP-SGD run of N
+  iterations of their own (charged the same way; the reference still starts from the MAP): the
+  chains only need a point near the posterior's bulk, and the burn-in forgets the rest.
 
 Box C: ``--box family`` (the default) runs each family with its own default box, [−1, 2] for
 ``pnp-ula`` and ``skrock`` (and deepinv's clip), [0, 1] for the likelihood-exact ones and so for
@@ -155,7 +157,7 @@ def settings(args) -> dict:
         d = dict(crop=None, map_steps=300, ref_steps=40000, ref_burnin=1000, ref_chains=4, chains=2,
                  budget_evals=60000, burnin_evals=500)
     d.update(tol_db=0.05, tol_std=0.05, grid=0.02, stay=2.0, missing=0.5, ref_sampler="pnp-lm-exp",
-             ref_options={}, ref_runs=1)
+             ref_options={}, ref_runs=1, start_steps=None)
     d = C.apply_overrides(d, args)
     if d["ref_runs"] < 1:
         raise SystemExit(f"--ref-runs: need at least 1 reference run, got {d['ref_runs']}")
@@ -212,6 +214,8 @@ def build_parser():
     ap.add_argument("--full-image", action="store_true", help="no crop even with --quick")
     C.add_int_options(ap, {
         "map_steps": "PnP-SGD iterations of the shared warm start", "ref_steps": "reference steps",
+        "start_steps": "PnP-SGD iterations of the contenders' own warm start (default: the MAP of --map-steps, "
+                       "which the reference starts from either way)",
         "ref_burnin": "reference burn-in (steps)", "ref_chains": "reference chains", "chains": "chains per contender",
         "ref_runs": "independent reference runs pooled (1; each cached on its own with --ref-cache: more runs "
                     "lengthen a cached reference)",
@@ -338,12 +342,13 @@ def run_ours(env, cfg, name: str, *, seed: int, chains: int, n_steps: int | None
     per_step = int(getattr(kernel.params, "n_stages", 1))
     n_burnin = max(cfg["burnin_evals"] // per_step, 1) if n_burnin is None else n_burnin
     n_steps = n_burnin + max(cfg["budget_evals"] // per_step - n_burnin, 2) if n_steps is None else n_steps
-    tr = Tracker(env.problem.x_true.shape, env, cfg, target=target, charge=env.map_charge if target else (0.0, 0),
+    tr = Tracker(env.problem.x_true.shape, env, cfg, target=target, charge=env.start_charge if target else (0.0, 0),
                  half_at=(n_steps - n_burnin) // 2 if half else None)
     status = "budget"
     try:
         pnp_imaging.sample(env.problem, prior=env.prior, sampler=kernel, generator=torch.Generator().manual_seed(seed),
-                           n_steps=n_steps, n_burnin=n_burnin, chains=chains, x0=env.x_map,
+                           n_steps=n_steps, n_burnin=n_burnin, chains=chains,
+                           x0=env.x_start if target is not None else env.x_map,
                            on_sample=lambda k, state: tr.observe(state.x))
     except _Settled:
         status = "settled"
@@ -420,11 +425,25 @@ def _setup_problem(base, cfg, args, image: str, operator: str) -> SimpleNamespac
     sw, calls0 = C.Stopwatch(), base.den.calls
     x_map, map_info, _ = _warm_start(problem, base.prior, cfg, torch.Generator().manual_seed(args.seed + 7))
     env.x_map, env.map_charge = x_map, (sw.elapsed(), base.den.calls - calls0)
+    env.x_start, env.start_charge, start_info = _contenders_start(env, cfg, args.seed)
     env.info = {"map": {**map_info, "wall_s": env.map_charge[0], "denoiser_calls": env.map_charge[1]},
+                **start_info,
                 "image_shape": list(x_true.shape), "data_lipschitz": problem.data_lipschitz,
                 "deepinv_ula_step": env.ula_step, "operator_mismatch_vs_deepinv": C.operator_mismatch(problem, env.physics),
                 "psnr_back_projection": psnr(problem.back_projection(), x_true)}
     return env
+
+
+def _contenders_start(env, cfg, seed: int) -> tuple[torch.Tensor, tuple, dict]:
+    """The contenders' warm start and its charge: the shared MAP, or with ``start_steps`` a
+    shorter PnP-SGD run of its own (same seed), timed and counted, and its record ``{"start": ...}``."""
+    if cfg["start_steps"] is None or cfg["start_steps"] == cfg["map_steps"]:
+        return env.x_map, env.map_charge, {}
+    sw, calls0 = C.Stopwatch(), env.den.calls
+    x, info, _ = _warm_start(env.problem, env.prior, {**cfg, "map_steps": cfg["start_steps"]},
+                             torch.Generator().manual_seed(seed + 7))
+    charge = (sw.elapsed(), env.den.calls - calls0)
+    return x, charge, {"start": {**info, "wall_s": charge[0], "denoiser_calls": charge[1]}}
 
 
 def _reference_key(env, cfg, seed: int) -> dict:
@@ -519,7 +538,8 @@ def _resume_key(env, cfg, seed: int) -> dict:
     """Everything a contender's record depends on (``bench._t2a_resume``)."""
     keys = ("chains", "budget_evals", "burnin_evals", "tol_db", "tol_std", "grid", "stay")
     pooled = {"ref_runs": cfg["ref_runs"]} if cfg["ref_runs"] > 1 else {}
-    return {**_reference_key(env, cfg, seed), **{k: cfg[k] for k in keys}, **pooled}
+    start = {"start_steps": cfg["start_steps"]} if env.x_start is not env.x_map else {}
+    return {**_reference_key(env, cfg, seed), **{k: cfg[k] for k in keys}, **pooled, **start}
 
 
 def _contenders(env, cfg, seed: int, target) -> dict:

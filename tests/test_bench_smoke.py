@@ -441,3 +441,22 @@ def test_diffusion_bench_smoke(tmp_path):
     used = {w["model"]: w["sha256"] for w in doc["provenance"]["weights"]}
     assert set(used) == {"lipdncnn_gray_s5", "drunet_gray", "edm_gray"}  # fullrange_gray = its two parts
     assert all(used[n] == shipped[n] for n in used)
+
+
+def test_time_to_answer_own_warm_start(tmp_path):
+    """``--start-steps``: the contenders start from a shorter PnP-SGD run whose calls are charged
+    to them instead of the MAP's; the reference keeps the MAP of ``--map-steps``."""
+    from bench import bench_time_to_answer as b
+
+    common = [*SMOKE, "--images", "cameraman", "--operators", "blur", "--contenders", b.anchor_name(),
+              "--map-steps", "6", "--budget-evals", "30"]
+    first = {}
+    for extra in ([], ["--start-steps", "2"]):
+        out = tmp_path / str(len(extra))
+        b.main([*common, *extra, "--out", str(out)])
+        raw = _load(out, b.NAME)["raw"]["problems"]["cameraman/blur"]
+        assert raw["map"]["denoiser_calls"] == 6
+        first[len(extra)] = raw["contenders"][b.anchor_name()]["curve"][0]
+    assert raw["start"]["denoiser_calls"] == 2
+    assert first[0]["kept_steps"] == first[2]["kept_steps"]
+    assert first[0]["evals"] - first[2]["evals"] == 6 - 2
