@@ -422,12 +422,9 @@ def _setup_problem(base, cfg, args, image: str, operator: str) -> SimpleNamespac
     env = SimpleNamespace(problem=problem, den=base.den, prior=base.prior, physics=C.deepinv_physics(problem),
                           image=image, operator=operator, den_info=base.den_info)
     env.ula_step = ula.auto_rule(base.prior.lipschitz, problem.data_lipschitz, projected=True)[0]
-    sw, calls0 = C.Stopwatch(), base.den.calls
-    x_map, map_info, _ = _warm_start(problem, base.prior, cfg, torch.Generator().manual_seed(args.seed + 7))
-    env.x_map, env.map_charge = x_map, (sw.elapsed(), base.den.calls - calls0)
+    env.x_map, env.map_charge, map_info = _timed_pnp_sgd(env, cfg["map_steps"], cfg, args.seed)
     env.x_start, env.start_charge, start_info = _contenders_start(env, cfg, args.seed)
-    env.info = {"map": {**map_info, "wall_s": env.map_charge[0], "denoiser_calls": env.map_charge[1]},
-                **start_info,
+    env.info = {"map": map_info, **start_info,
                 "image_shape": list(x_true.shape), "data_lipschitz": problem.data_lipschitz,
                 "deepinv_ula_step": env.ula_step, "operator_mismatch_vs_deepinv": C.operator_mismatch(problem, env.physics),
                 "psnr_back_projection": psnr(problem.back_projection(), x_true)}
@@ -439,11 +436,17 @@ def _contenders_start(env, cfg, seed: int) -> tuple[torch.Tensor, tuple, dict]:
     shorter PnP-SGD run of its own (same seed), timed and counted, and its record ``{"start": ...}``."""
     if cfg["start_steps"] is None or cfg["start_steps"] == cfg["map_steps"]:
         return env.x_map, env.map_charge, {}
+    x, charge, info = _timed_pnp_sgd(env, cfg["start_steps"], cfg, seed)
+    return x, charge, {"start": info}
+
+
+def _timed_pnp_sgd(env, n_steps: int, cfg, seed: int) -> tuple[torch.Tensor, tuple, dict]:
+    """``n_steps`` PnP-SGD iterations from the initial guess (generator seed ``seed + 7``):
+    ``(x, (wall s, denoiser calls), info with both)``."""
     sw, calls0 = C.Stopwatch(), env.den.calls
-    x, info, _ = _warm_start(env.problem, env.prior, {**cfg, "map_steps": cfg["start_steps"]},
-                             torch.Generator().manual_seed(seed + 7))
+    x, info, _ = _warm_start(env.problem, env.prior, {**cfg, "map_steps": n_steps}, torch.Generator().manual_seed(seed + 7))
     charge = (sw.elapsed(), env.den.calls - calls0)
-    return x, charge, {"start": {**info, "wall_s": charge[0], "denoiser_calls": charge[1]}}
+    return x, charge, {**info, "wall_s": charge[0], "denoiser_calls": charge[1]}
 
 
 def _reference_key(env, cfg, seed: int) -> dict:

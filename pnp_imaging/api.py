@@ -216,15 +216,29 @@ def _map_step(cfg: RunConfig, parts: Components, work: Path, generator, progress
     return res.x, info
 
 
-def _start(cfg: RunConfig, x_map, map_info):
-    """The chains' start: the MAP when ``sampler.init == "map"`` and the MAP has no warning."""
+def _chains_start(cfg: RunConfig, parts: Components, x_map, map_info, generator, ctx=None):
+    """The chains' start and its record (``docs/algorithms.md §initialisation``): for
+    ``sampler.init: map`` the MAP unless it has a warning; for ``pnp-sgd`` a PnP-SGD run of
+    ``sampler.init_steps`` iterations of their own (the ``map`` section's settings); else None
+    (``Problem.initial_guess()``). Families with independent draws start from noise: None."""
+    from pnp_imaging.samplers import get_sampler
+
+    s = cfg.sampler
+    if s.init == "pnp-sgd" and not get_sampler(s.type).independent:
+        from pnp_imaging.optim import map_estimate
+
+        t0, m = time.perf_counter(), cfg.map
+        res = map_estimate(parts.problem, parts.prior, generator=generator, n_steps=s.init_steps, tol=m.tol,
+                           splitting=m.splitting, step_fraction=m.step_fraction,
+                           box=getattr(s.options, "box", (-1.0, 2.0)))
+        return _same_map(res.x, ctx), {"init": "pnp-sgd", "n_iter": res.n_iter, "wall_s": time.perf_counter() - t0}
     map_ok = x_map is not None and not (map_info or {}).get("warning")
-    return x_map if (cfg.sampler.init == "map" and map_ok) else None
+    return (x_map, {"init": "map"}) if (s.init == "map" and map_ok) else (None, {"init": "initial_guess"})
 
 
-def _sampling_step(cfg: RunConfig, parts: Components, kernel, x_map, map_info, work: Path, generator, progress: bool,
+def _sampling_step(cfg: RunConfig, parts: Components, kernel, x0, work: Path, generator, progress: bool,
                    resume: bool, on_sample, ctx=None) -> Posterior:
-    """Sample from the MAP (or the initial guess); with ``ctx`` (a distributed run) this rank's
+    """Sample from ``x0`` (None: the initial guess); with ``ctx`` (a distributed run) this rank's
     block of chains with per-chain streams, its own checkpoint file, and the merge on rank 0."""
     from pnp_imaging.sampling import sample
 
@@ -238,7 +252,7 @@ def _sampling_step(cfg: RunConfig, parts: Components, kernel, x_map, map_info, w
         user["distributed"] = {"rank": ctx.rank, "world_size": ctx.world_size, "chains": [ids.start, ids.stop]}
         _check_rank_checkpoint(work / _checkpoint_name(ctx), user["distributed"], resume)
     return sample(parts.problem, parts.prior, kernel, generator=generator, n_steps=s.n_steps, n_burnin=s.n_burnin,
-                  thin=s.thin, chains=chains, x0=_start(cfg, x_map, map_info), init_spread=s.init_spread,
+                  thin=s.thin, chains=chains, x0=x0, init_spread=s.init_spread,
                   credible_level=e.credible_level, scales=e.scales, n_projections=e.n_projections,
                   checkpoint=work / _checkpoint_name(ctx), checkpoint_every=cfg.checkpoint_every,
                   checkpoint_config=user, resume=resume, max_nll_rise=s.max_nll_rise, on_sample=on_sample,
@@ -283,7 +297,7 @@ def _check_distributed(cfg: RunConfig, ctx, out_dir) -> None:
 
 
 def _same_map(x_map, ctx):
-    """Every rank computed the same deterministic MAP; rank 0's is broadcast so that all ranks
+    """Every rank computed the same deterministic MAP (or start); rank 0's is broadcast so that all ranks
     start from identical bits even on different hardware."""
     if x_map is None or ctx is None or ctx.world_size == 1:
         return x_map
@@ -376,9 +390,10 @@ def _run(config, *, out_dir, resume: bool, progress: bool, base_dir, ctx) -> Pos
     x_map, map_info = (_map_step(cfg, parts, work, generator, progress and main, resume, main) if run_map
                        else (None, None))
     x_map = _same_map(x_map, ctx)
+    x0, start_info = _chains_start(cfg, parts, x_map, map_info, generator, ctx)
     reservoir, gen_state = (_reservoir(cfg) if mismatch else None), generator.get_state()
-    post = _sampling_step(cfg, parts, kernel, x_map, map_info, work, generator, progress, resume, reservoir, ctx)
-    post.summary.update(_run_summary(cfg, parts, post, x_map, map_info, ctx))
+    post = _sampling_step(cfg, parts, kernel, x0, work, generator, progress, resume, reservoir, ctx)
+    post.summary.update(_run_summary(cfg, parts, post, x_map, map_info, ctx), start=start_info)
     post.map = x_map.detach().double().cpu() if x_map is not None else None
     post.config = cfg.to_dict()
     if not main:
@@ -386,7 +401,7 @@ def _run(config, *, out_dir, resume: bool, progress: bool, base_dir, ctx) -> Pos
         return post
     if mismatch is not None:
         _mismatch_step(cfg, parts, kernel, post, mismatch, reservoir.stacked(), work,
-                       x0=_start(cfg, x_map, map_info), generator_state=gen_state, progress=progress)
+                       x0=x0, generator_state=gen_state, progress=progress)
     post.summary["wall_s"] = time.perf_counter() - t_start
     if out_dir is not None:
         _write_outputs(work, post, parts.problem)

@@ -49,7 +49,7 @@ DEFAULTS: dict[str, Any] = {
     # loop keys; the family's own options (e.g. stages, eta, step_size, box) sit in the same section
     # type auto: AUTO_SAMPLERS["exact"] where the data term has an exact flow, else AUTO_SAMPLERS["explicit"]
     "sampler": {"type": "auto", "n_steps": 2000, "n_burnin": 200, "thin": 1, "chains": 2,
-                "init": "map", "init_spread": 0.05, "max_nll_rise": 2.0,
+                "init": "map", "init_steps": 30, "init_spread": 0.05, "max_nll_rise": 2.0,
                 "until": None},  # run until converged: {ess, rhat, max_minutes, check_every}; n_steps = cap
     # splitting: auto = proximal data step when exact (Gaussian noise + inpainting/circular blur), else gradient
     # type continuation: sigma_max/levels/target_steps (docs/algorithms.md §map-continuation); pnp-sgd ignores them
@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
 _FREE_SECTIONS = {"operator", "noise", "mismatch"}
 #: what ``sampler.type: auto`` resolves to (docs/algorithms.md §likelihood-exact)
 AUTO_SAMPLERS = {"exact": "pnp-kinetic-exp", "explicit": "skrock"}
+#: the chains' starts (docs/algorithms.md §initialisation): the reported MAP, a short PnP-SGD run
+#: of ``init_steps`` iterations of their own, or ``Problem.initial_guess()``
+SAMPLER_INITS = ("map", "pnp-sgd", "back_projection")
 _SAMPLER_LOOP_KEYS = tuple(DEFAULTS["sampler"])
 
 
@@ -137,6 +140,7 @@ class SamplerConfig:
     thin: int
     chains: int
     init: str
+    init_steps: int
     init_spread: float
     max_nll_rise: float | None
     options: Any
@@ -166,8 +170,8 @@ class SamplerConfig:
         except (TypeError, ValueError) as exc:
             raise ConfigError(_prefixed("sampler", exc)) from None
         return cls(d["type"], n_steps, n_burnin, thin, _int("sampler.chains", d["chains"], 1),
-                   _choice("sampler.init", d["init"], ("map", "back_projection")), float(d["init_spread"]), rise,
-                   options, until)
+                   _choice("sampler.init", d["init"], SAMPLER_INITS), _int("sampler.init_steps", d["init_steps"], 1),
+                   float(d["init_spread"]), rise, options, until)
 
     def to_dict(self) -> dict:
         loop = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}

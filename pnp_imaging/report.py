@@ -362,7 +362,7 @@ def _table(title: str, rows, header=("quantity", "value")) -> list[str]:
 
 _METRICS = ("psnr_y", "psnr_map", "psnr_mmse", "ssim_map", "ssim_mmse", "coverage", "ess_min", "rhat_max",
             "mcse_mmse_rms", "mcse_mmse_p99", "mcse_mmse_max")
-_METADATA = ("seed", "versions", "timings", "started", "n_steps", "n_burnin", "thin", "map")
+_METADATA = ("seed", "versions", "timings", "started", "n_steps", "n_burnin", "thin", "map", "start")
 
 
 def _figures_section(run_dir: Path) -> list[str]:

@@ -58,6 +58,7 @@ def test_defaults_are_filled_and_paths_absolute():
         ({"image": IMAGE, "sampler": {"stages": 12}}, "sampler.stages", "option of skrock (set sampler.type: skrock)"),
         ({"image": IMAGE, "sampler": {"step_fraction": 1.5}}, "sampler.step_fraction", "(0, 1]"),
         ({"image": IMAGE, "sampler": {"init": "zero"}}, "sampler.init", "'map'"),
+        ({"image": IMAGE, "sampler": {"init": "pnp-sgd", "init_steps": 0}}, "sampler.init_steps", ">= 1"),
         ({"image": IMAGE, "map": {"enabled": "yes"}}, "map.enabled", "true or false"),
         ({"image": IMAGE, "checkpoint_every": 0}, "checkpoint_every", ">= 1"),
     ],

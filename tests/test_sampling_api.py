@@ -138,3 +138,29 @@ def test_auto_sampler_is_likelihood_exact_where_the_problem_allows():
     from pnp_imaging.sampling import auto_sampler
 
     assert auto_sampler(poisson) == "skrock"
+
+
+def test_short_pnp_sgd_start_is_the_chains_own_run_and_is_recorded():
+    """``sampler.init: pnp-sgd``: the chains start from ``init_steps`` PnP-SGD iterations drawn
+    from the run's generator (the MAP off here), and the summary says so."""
+    import pnp_imaging
+    from pnp_imaging.api import _chains_start, build_components
+    from pnp_imaging.config import resolve_config
+
+    data = Path(__file__).resolve().parent.parent / "data"
+    config = {"image": str(data / "cameraman.png"), "map": {"enabled": False},
+              "sampler": {"type": "pnp-ula", "init": "pnp-sgd", "init_steps": 4, "n_steps": 4, "n_burnin": 1}}
+    cfg = resolve_config(config)
+    g = torch.Generator().manual_seed(cfg.seed)
+    parts = build_components(cfg, generator=g)
+    before = g.get_state()
+    x0, info = _chains_start(cfg, parts, None, None, g)
+    g.set_state(before)
+    ref = map_estimate(parts.problem, parts.prior, generator=g, n_steps=4, box=cfg.sampler.options.box)
+    assert torch.equal(x0, ref.x) and info["init"] == "pnp-sgd" and info["n_iter"] == 4
+    guess = parts.problem.initial_guess()
+    assert parts.problem.data_nll(x0).item() < parts.problem.data_nll(guess).item()
+    assert _chains_start(resolve_config({**config, "sampler": {"init": "map"}}), parts, None, None, g) == \
+        (None, {"init": "initial_guess"})
+    post = pnp_imaging.run(config, progress=False)
+    assert post.summary["start"]["init"] == "pnp-sgd" and post.summary["start"]["n_iter"] == 4
