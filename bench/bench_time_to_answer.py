@@ -649,10 +649,12 @@ def _summary(problems: dict, ratios: dict) -> dict:
 
 
 def _notes(den_info: dict, cfg, warnings: list[str]) -> str:
+    start = ("a shared PnP-SGD MAP" if cfg["start_steps"] in (None, cfg["map_steps"])
+             else f"a {cfg['start_steps']}-iteration PnP-SGD run of their own (raw 'start')")
     return (
         f"Measured: wall time and denoiser calls until a contender's pooled running mean is within {cfg['tol_db']} dB "
         f"(PSNR vs truth) of a long {cfg['ref_sampler']} reference AND its std map within {cfg['tol_std']} relative "
-        "RMS of the reference's, entering and staying (module docstring); ours from a shared PnP-SGD MAP whose cost "
+        f"RMS of the reference's, entering and staying (module docstring); ours from {start} whose cost "
         "is charged to each, deepinv's ULA from A^T y. Not measured: GPU, other noise levels, coverage. Denoiser: "
         f"{den_info.get('name')} (source {den_info.get('source')}, trained={den_info.get('trained')}). Wall times on "
         "a shared CPU are noisy; the denoiser-call ratios are not. " + " ".join(warnings))

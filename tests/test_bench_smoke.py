@@ -454,8 +454,10 @@ def test_time_to_answer_own_warm_start(tmp_path):
     for extra in ([], ["--start-steps", "2"]):
         out = tmp_path / str(len(extra))
         b.main([*common, *extra, "--out", str(out)])
-        raw = _load(out, b.NAME)["raw"]["problems"]["cameraman/blur"]
+        doc = _load(out, b.NAME)
+        raw = doc["raw"]["problems"]["cameraman/blur"]
         assert raw["map"]["denoiser_calls"] == 6
+        assert ("2-iteration PnP-SGD run of their own" in doc["notes"]) == bool(extra)
         first[len(extra)] = raw["contenders"][b.anchor_name()]["curve"][0]
     assert raw["start"]["denoiser_calls"] == 2
     assert first[0]["kept_steps"] == first[2]["kept_steps"]
